@@ -1,0 +1,76 @@
+// swift-tools-version: 6.0
+// ImageFactory: an image factory for Azure DevTest Labs and Azure Compute Gallery.
+//
+// Layers depend one way: FactoryModel <- FactoryEngine <- backends (FactoryGit, LocalCloud) <- imagefactory (CLI).
+import PackageDescription
+
+let package = Package(
+    name: "ImageFactory",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "imagefactory", targets: ["imagefactory"]),
+        .library(name: "FactoryModel", targets: ["FactoryModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // libgit2 from Debian's libgit2-dev: read configuration straight from git objects.
+        .systemLibrary(
+            name: "CGit2",
+            pkgConfig: "libgit2",
+            providers: [.apt(["libgit2-dev"])]
+        ),
+        // Pure data and rules: configuration, diagnostics, image paths, naming, records, plans,
+        // and the backend protocol every cloud implements. No effects, no printing.
+        .target(
+            name: "FactoryModel",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Reads a factory configuration from a git commit (or the working tree) through libgit2.
+        .target(
+            name: "FactoryGit",
+            dependencies: ["CGit2", "FactoryModel"]
+        ),
+        // The planner and the executor: the factory's stages, on any backend.
+        .target(
+            name: "FactoryEngine",
+            dependencies: [
+                "FactoryModel",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The embedded local cloud: SQLite records (GRDB) and sparse VHD files in a state directory.
+        .target(
+            name: "LocalCloud",
+            dependencies: [
+                "FactoryModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The thin command-line front: parses flags, calls one library function, renders, exits.
+        .executableTarget(
+            name: "imagefactory",
+            dependencies: [
+                "FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Benchmarks that print figures (never timed unit tests).
+        .executableTarget(
+            name: "imagefactory-bench",
+            dependencies: ["FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud"]
+        ),
+        .testTarget(name: "FactoryModelTests", dependencies: ["FactoryModel"]),
+        .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel"]),
+        .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
+        .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,518 @@
+import Foundation
+
+// The interface every cloud implements: the embedded local cloud, Azure (ARM REST) and test doubles.
+// It is shaped after what the factory does in Azure: request values in, resource values out,
+// long-running operations as handles the caller polls, errors with the service's code and message.
+
+/// A DevTest Lab's identity.
+public struct LabID: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var subscriptionId: String
+    public var resourceGroup: String
+    public var name: String
+
+    public init(subscriptionId: String, resourceGroup: String, name: String) {
+        self.subscriptionId = subscriptionId
+        self.resourceGroup = resourceGroup
+        self.name = name
+    }
+
+    /// The ARM resource id.
+    public var resourceId: String {
+        "/subscriptions/\(subscriptionId)/resourceGroups/\(resourceGroup)/providers/Microsoft.DevTestLab/labs/\(name)"
+    }
+
+    public var description: String { "\(name) (\(resourceGroup), \(subscriptionId))" }
+
+    /// Identity ignoring case, as Azure compares names.
+    public var key: String { "\(subscriptionId.lowercased())/\(resourceGroup.lowercased())/\(name.lowercased())" }
+}
+
+/// A lab as the backend reports it.
+public struct Lab: Codable, Sendable, Equatable {
+    public var id: LabID
+    public var location: String
+    /// The lab's default storage account, where VHDs for custom images must live.
+    public var storageAccount: StorageAccountID
+    public var provisioningState: String
+
+    public init(id: LabID, location: String, storageAccount: StorageAccountID, provisioningState: String = "Succeeded") {
+        self.id = id
+        self.location = location
+        self.storageAccount = storageAccount
+        self.provisioningState = provisioningState
+    }
+}
+
+public struct StorageAccountID: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var subscriptionId: String
+    public var resourceGroup: String
+    public var name: String
+
+    public init(subscriptionId: String, resourceGroup: String, name: String) {
+        self.subscriptionId = subscriptionId
+        self.resourceGroup = resourceGroup
+        self.name = name
+    }
+
+    public var resourceId: String {
+        "/subscriptions/\(subscriptionId)/resourceGroups/\(resourceGroup)/providers/Microsoft.Storage/storageAccounts/\(name)"
+    }
+
+    public var description: String { name }
+}
+
+public struct ContainerID: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var account: StorageAccountID
+    public var name: String
+
+    public init(account: StorageAccountID, name: String) {
+        self.account = account
+        self.name = name
+    }
+
+    public var description: String { "\(account.name)/\(name)" }
+}
+
+public struct BlobID: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var container: ContainerID
+    public var name: String
+
+    public init(container: ContainerID, name: String) {
+        self.container = container
+        self.name = name
+    }
+
+    /// The blob URL as Azure would give it (no SAS: secrets never go into ids or logs).
+    public var url: String { "https://\(container.account.name).blob.core.windows.net/\(container.name)/\(name)" }
+    public var description: String { "\(container.account.name)/\(container.name)/\(name)" }
+}
+
+/// The state of a server-side blob copy (`x-ms-copy-status`).
+public enum CopyStatus: String, Codable, Sendable {
+    case pending, success, aborted, failed
+}
+
+public struct BlobProperties: Codable, Sendable, Equatable {
+    public var id: BlobID
+    public var contentLength: Int64
+    /// Base64 MD5 of the content, like Azure's Content-MD5.
+    public var contentMD5: String?
+    public var lastModified: Date
+    public var metadata: [String: String]
+    /// Set when the blob is or was the destination of a copy.
+    public var copyStatus: CopyStatus?
+    public var copyStatusDescription: String?
+    /// Bytes copied so far / total, as `x-ms-copy-progress`.
+    public var copyProgress: String?
+    /// A hint for when to look again while a copy is pending.
+    public var retryAfter: Double?
+
+    public init(id: BlobID, contentLength: Int64, contentMD5: String?, lastModified: Date, metadata: [String: String] = [:],
+                copyStatus: CopyStatus? = nil, copyStatusDescription: String? = nil, copyProgress: String? = nil, retryAfter: Double? = nil) {
+        self.id = id
+        self.contentLength = contentLength
+        self.contentMD5 = contentMD5
+        self.lastModified = lastModified
+        self.metadata = metadata
+        self.copyStatus = copyStatus
+        self.copyStatusDescription = copyStatusDescription
+        self.copyProgress = copyProgress
+        self.retryAfter = retryAfter
+    }
+}
+
+public struct VirtualMachineID: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var lab: LabID
+    public var name: String
+
+    public init(lab: LabID, name: String) {
+        self.lab = lab
+        self.name = name
+    }
+
+    public var resourceId: String { "\(lab.resourceId)/virtualmachines/\(name)" }
+    public var description: String { "\(lab.name)/\(name)" }
+}
+
+/// Deploy a lab VM from a golden-image template (an ARM resource-group deployment).
+public struct VMDeploymentRequest: Codable, Sendable, Equatable {
+    public var vm: VirtualMachineID
+    /// The ARM template text as in the repository.
+    public var template: Data
+    /// Template parameters (`newVMName`, `labName`, `size`, `userName`, `password`).
+    public var parameters: [String: String]
+    /// The artifacts to apply, in order (the template's plus the generalize artifact).
+    public var artifacts: [ArtifactReference]
+    public var tags: [String: String]
+    /// Name of the resource-group deployment record.
+    public var deploymentName: String
+
+    public init(vm: VirtualMachineID, template: Data, parameters: [String: String], artifacts: [ArtifactReference],
+                tags: [String: String], deploymentName: String) {
+        self.vm = vm
+        self.template = template
+        self.parameters = parameters
+        self.artifacts = artifacts
+        self.tags = tags
+        self.deploymentName = deploymentName
+    }
+}
+
+/// The result of one artifact on a lab VM.
+public struct ArtifactResult: Codable, Sendable, Equatable {
+    public var name: String
+    /// `Pending`, `Installing`, `Succeeded`, `Failed`, `Skipped`.
+    public var status: String
+    public var message: String?
+
+    public init(name: String, status: String, message: String? = nil) {
+        self.name = name
+        self.status = status
+        self.message = message
+    }
+}
+
+public struct LabVirtualMachine: Codable, Sendable, Equatable {
+    public var id: VirtualMachineID
+    /// `Creating`, `Succeeded`, `Failed`, `Deleting`.
+    public var provisioningState: String
+    /// `Running`, `Stopped`, `Deallocated`, `Starting`, `Deallocating`, `Unknown`.
+    public var powerState: String
+    public var osType: OSType?
+    public var tags: [String: String]
+    public var artifacts: [ArtifactResult]
+    public var createdAt: Date
+    /// Whether sysprep / deprovision ran: such a VM can be captured generalized but never started again.
+    public var generalized: Bool
+    /// Ready-made hint for the next poll while the VM is changing.
+    public var retryAfter: Double?
+
+    public init(id: VirtualMachineID, provisioningState: String, powerState: String, osType: OSType?, tags: [String: String],
+                artifacts: [ArtifactResult], createdAt: Date, generalized: Bool, retryAfter: Double? = nil) {
+        self.id = id
+        self.provisioningState = provisioningState
+        self.powerState = powerState
+        self.osType = osType
+        self.tags = tags
+        self.artifacts = artifacts
+        self.createdAt = createdAt
+        self.generalized = generalized
+        self.retryAfter = retryAfter
+    }
+
+    public var isDeallocated: Bool { powerState.lowercased() == "deallocated" }
+    public var failedArtifacts: [ArtifactResult] { artifacts.filter { $0.status.lowercased() == "failed" } }
+}
+
+public struct CustomImageID: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var lab: LabID
+    public var name: String
+
+    public init(lab: LabID, name: String) {
+        self.lab = lab
+        self.name = name
+    }
+
+    public var description: String { "\(lab.name)/\(name)" }
+}
+
+/// Create a lab custom image from a VHD blob in the lab's storage account.
+public struct CustomImageRequest: Codable, Sendable, Equatable {
+    public var id: CustomImageID
+    public var vhd: BlobID
+    public var osType: OSType
+    /// True for a generalized (sysprepped / deprovisioned) VHD.
+    public var sysprep: Bool
+    public var description: String
+    public var author: String
+    public var tags: [String: String]
+
+    public init(id: CustomImageID, vhd: BlobID, osType: OSType, sysprep: Bool, description: String, author: String, tags: [String: String]) {
+        self.id = id
+        self.vhd = vhd
+        self.osType = osType
+        self.sysprep = sysprep
+        self.description = description
+        self.author = author
+        self.tags = tags
+    }
+}
+
+public struct CustomImage: Codable, Sendable, Equatable {
+    public var id: CustomImageID
+    public var provisioningState: String
+    public var osType: OSType
+    public var sysprep: Bool
+    public var description: String
+    public var tags: [String: String]
+    public var createdAt: Date
+    /// The VHD it was made from.
+    public var vhd: String?
+    public var retryAfter: Double?
+
+    public init(id: CustomImageID, provisioningState: String, osType: OSType, sysprep: Bool, description: String,
+                tags: [String: String], createdAt: Date, vhd: String?, retryAfter: Double? = nil) {
+        self.id = id
+        self.provisioningState = provisioningState
+        self.osType = osType
+        self.sysprep = sysprep
+        self.description = description
+        self.tags = tags
+        self.createdAt = createdAt
+        self.vhd = vhd
+        self.retryAfter = retryAfter
+    }
+}
+
+/// A resource-group deployment record (Azure keeps at most 800 per resource group).
+public struct Deployment: Codable, Sendable, Equatable {
+    public var subscriptionId: String
+    public var resourceGroup: String
+    public var name: String
+    /// `Running`, `Succeeded`, `Failed`.
+    public var provisioningState: String
+    public var timestamp: Date
+
+    public init(subscriptionId: String, resourceGroup: String, name: String, provisioningState: String, timestamp: Date) {
+        self.subscriptionId = subscriptionId
+        self.resourceGroup = resourceGroup
+        self.name = name
+        self.provisioningState = provisioningState
+        self.timestamp = timestamp
+    }
+}
+
+// MARK: Galleries (Azure Compute Gallery)
+
+public struct GalleryID: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var subscriptionId: String
+    public var resourceGroup: String
+    public var name: String
+
+    public init(subscriptionId: String, resourceGroup: String, name: String) {
+        self.subscriptionId = subscriptionId
+        self.resourceGroup = resourceGroup
+        self.name = name
+    }
+
+    public var description: String { name }
+}
+
+public struct GalleryImageDefinitionID: Codable, Sendable, Hashable {
+    public var gallery: GalleryID
+    public var name: String
+    public init(gallery: GalleryID, name: String) {
+        self.gallery = gallery
+        self.name = name
+    }
+}
+
+public struct GalleryImageVersionID: Codable, Sendable, Hashable {
+    public var definition: GalleryImageDefinitionID
+    /// `major.minor.patch`.
+    public var version: String
+    public init(definition: GalleryImageDefinitionID, version: String) {
+        self.definition = definition
+        self.version = version
+    }
+}
+
+public struct Gallery: Codable, Sendable, Equatable {
+    public var id: GalleryID
+    public var location: String
+    public var description: String
+    public var provisioningState: String
+    public init(id: GalleryID, location: String, description: String, provisioningState: String) {
+        self.id = id
+        self.location = location
+        self.description = description
+        self.provisioningState = provisioningState
+    }
+}
+
+public struct GalleryImageDefinition: Codable, Sendable, Equatable {
+    public var id: GalleryImageDefinitionID
+    public var location: String
+    public var osType: OSType
+    public var osState: OSState
+    public var publisher: String
+    public var offer: String
+    public var sku: String
+    public var provisioningState: String
+    public init(id: GalleryImageDefinitionID, location: String, osType: OSType, osState: OSState, publisher: String, offer: String,
+                sku: String, provisioningState: String) {
+        self.id = id
+        self.location = location
+        self.osType = osType
+        self.osState = osState
+        self.publisher = publisher
+        self.offer = offer
+        self.sku = sku
+        self.provisioningState = provisioningState
+    }
+}
+
+public struct TargetRegion: Codable, Sendable, Equatable {
+    public var name: String
+    public var regionalReplicaCount: Int
+    public init(name: String, regionalReplicaCount: Int = 1) {
+        self.name = name
+        self.regionalReplicaCount = regionalReplicaCount
+    }
+}
+
+public struct RegionReplication: Codable, Sendable, Equatable {
+    public var region: String
+    /// `Replicating`, `Completed`, `Failed`.
+    public var state: String
+    public var progress: Int
+    public init(region: String, state: String, progress: Int) {
+        self.region = region
+        self.state = state
+        self.progress = progress
+    }
+}
+
+public struct GalleryImageVersionRequest: Codable, Sendable, Equatable {
+    public var id: GalleryImageVersionID
+    public var location: String
+    public var sourceVHD: BlobID
+    public var targetRegions: [TargetRegion]
+    public var tags: [String: String]
+    public init(id: GalleryImageVersionID, location: String, sourceVHD: BlobID, targetRegions: [TargetRegion], tags: [String: String]) {
+        self.id = id
+        self.location = location
+        self.sourceVHD = sourceVHD
+        self.targetRegions = targetRegions
+        self.tags = tags
+    }
+}
+
+public struct GalleryImageVersion: Codable, Sendable, Equatable {
+    public var id: GalleryImageVersionID
+    public var location: String
+    public var provisioningState: String
+    public var tags: [String: String]
+    public var targetRegions: [TargetRegion]
+    /// `InProgress`, `Completed`, `Failed`.
+    public var aggregatedReplicationState: String
+    public var replication: [RegionReplication]
+    public var createdAt: Date
+    public var retryAfter: Double?
+    public init(id: GalleryImageVersionID, location: String, provisioningState: String, tags: [String: String], targetRegions: [TargetRegion],
+                aggregatedReplicationState: String, replication: [RegionReplication], createdAt: Date, retryAfter: Double? = nil) {
+        self.id = id
+        self.location = location
+        self.provisioningState = provisioningState
+        self.tags = tags
+        self.targetRegions = targetRegions
+        self.aggregatedReplicationState = aggregatedReplicationState
+        self.replication = replication
+        self.createdAt = createdAt
+        self.retryAfter = retryAfter
+    }
+}
+
+// MARK: Long-running operations and errors
+
+/// A long-running operation the service accepted (ARM 201/202 with Location and Retry-After).
+public struct OperationHandle: Codable, Sendable, Equatable {
+    public var id: String
+    /// Seconds to wait before the first poll.
+    public var retryAfter: Double
+    public init(id: String, retryAfter: Double) {
+        self.id = id
+        self.retryAfter = retryAfter
+    }
+}
+
+public enum OperationStatus: Sendable, Equatable {
+    case inProgress(retryAfter: Double)
+    case succeeded
+    case failed(CloudError)
+}
+
+/// An error as the service gives it: HTTP status, ARM error code and message.
+public struct CloudError: Error, Sendable, Equatable, Codable, CustomStringConvertible, LocalizedError {
+    public var status: Int
+    public var code: String
+    public var message: String
+    /// Seconds the service asked to wait (429 and some 503s).
+    public var retryAfter: Double?
+
+    public init(status: Int, code: String, message: String, retryAfter: Double? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryAfter = retryAfter
+    }
+
+    /// Whether a retry may succeed: throttling, server errors, time-outs.
+    public var isTransient: Bool { status == 429 || status == 408 || status >= 500 }
+    public var isNotFound: Bool { status == 404 }
+    /// The backend could not be reached or would not let us in (exit code 3).
+    public var isUnavailable: Bool { status == 401 || status == 403 || code == "BackendUnreachable" }
+
+    public var description: String { "\(code): \(message)" }
+    public var errorDescription: String? { description }
+
+    public static func notFound(_ kind: String, _ name: String) -> CloudError {
+        CloudError(status: 404, code: "ResourceNotFound", message: "The \(kind) '\(name)' was not found.")
+    }
+}
+
+/// Everything the factory asks of a cloud. All methods are safe to call concurrently.
+public protocol CloudBackend: Sendable {
+    // Labs
+    func listLabs(subscriptionId: String) async throws -> [Lab]
+    func getLab(_ id: LabID) async throws -> Lab
+
+    // Lab virtual machines
+    /// Starts a resource-group deployment of a golden-image template; poll `getVirtualMachine`.
+    func deployVirtualMachine(_ request: VMDeploymentRequest) async throws -> OperationHandle
+    func getVirtualMachine(_ id: VirtualMachineID) async throws -> LabVirtualMachine
+    func listVirtualMachines(lab: LabID) async throws -> [LabVirtualMachine]
+    func updateVirtualMachineTags(_ id: VirtualMachineID, tags: [String: String]) async throws
+    func stopVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle
+    func startVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle
+    func deleteVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle
+    /// Copies a deallocated VM's OS disk into a blob (grant read access, Copy Blob, revoke);
+    /// poll `getBlobProperties` on the destination for the copy status.
+    func exportOSDisk(_ id: VirtualMachineID, to destination: BlobID) async throws -> BlobProperties
+
+    // Storage
+    func createContainer(_ id: ContainerID) async throws
+    func deleteContainer(_ id: ContainerID) async throws
+    func listContainers(account: StorageAccountID) async throws -> [String]
+    func putBlob(_ id: BlobID, data: Data, metadata: [String: String]) async throws -> BlobProperties
+    func getBlob(_ id: BlobID) async throws -> Data
+    func getBlobProperties(_ id: BlobID) async throws -> BlobProperties
+    func listBlobs(container: ContainerID, prefix: String?) async throws -> [BlobProperties]
+    func deleteBlob(_ id: BlobID) async throws
+    /// Server-side asynchronous copy; poll the destination's properties.
+    func startBlobCopy(from source: BlobID, to destination: BlobID) async throws -> BlobProperties
+    func abortBlobCopy(_ id: BlobID) async throws
+
+    // Custom images
+    func createCustomImage(_ request: CustomImageRequest) async throws -> OperationHandle
+    func getCustomImage(_ id: CustomImageID) async throws -> CustomImage
+    func listCustomImages(lab: LabID) async throws -> [CustomImage]
+    func deleteCustomImage(_ id: CustomImageID) async throws -> OperationHandle
+
+    // Deployments history
+    func listDeployments(subscriptionId: String, resourceGroup: String) async throws -> [Deployment]
+    func deleteDeployment(subscriptionId: String, resourceGroup: String, name: String) async throws
+
+    // Galleries
+    func createGallery(_ id: GalleryID, location: String, description: String) async throws -> OperationHandle
+    func getGallery(_ id: GalleryID) async throws -> Gallery
+    func createImageDefinition(_ definition: GalleryImageDefinition) async throws -> OperationHandle
+    func getImageDefinition(_ id: GalleryImageDefinitionID) async throws -> GalleryImageDefinition
+    func createImageVersion(_ request: GalleryImageVersionRequest) async throws -> OperationHandle
+    func getImageVersion(_ id: GalleryImageVersionID) async throws -> GalleryImageVersion
+    func listImageVersions(_ definition: GalleryImageDefinitionID) async throws -> [GalleryImageVersion]
+    func deleteImageVersion(_ id: GalleryImageVersionID) async throws -> OperationHandle
+
+    /// Polls a long-running operation (the ARM Location / Azure-AsyncOperation URL).
+    func pollOperation(_ handle: OperationHandle) async throws -> OperationStatus
+}

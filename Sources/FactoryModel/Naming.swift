@@ -1,0 +1,103 @@
+import Foundation
+
+/// Deterministic names for factory VMs and images, compatible with the original factory's scheme.
+public enum Naming {
+    /// The longest Windows computer name, which DevTest Labs enforces for Windows VMs.
+    public static let maxVMNameLength = 15
+
+    /// The original's VM name: the file's base name without `_`, spaces and `.`, `vm` in front
+    /// if all digits, cut to 13 characters when longer than 15. Other characters Azure
+    /// refuses are dropped too.
+    public static func baseVMName(forTemplate path: String) -> String {
+        let file = path.split(separator: "/").last.map(String.init) ?? path
+        let stem = file.lowercased().hasSuffix(".json") ? String(file.dropLast(5)) : file
+        var name = String(stem.unicodeScalars.filter { scalar in
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || scalar == "-")
+        }.map(Character.init))
+        while name.hasPrefix("-") { name.removeFirst() }
+        while name.hasSuffix("-") { name.removeLast() }
+        if name.isEmpty { name = "vm" }
+        if name.allSatisfy(\.isNumber) { name = "vm" + name }
+        if name.count > maxVMNameLength { name = String(name.prefix(13)) }
+        while name.hasSuffix("-") { name.removeLast() }
+        return name
+    }
+
+    /// Assigns collision-free VM names to templates (sorted by path). The first template keeps the
+    /// base name; a later one colliding with it gets its first 12 characters plus three digits
+    /// derived from a hash of its path: deterministic where the original used a random number.
+    public static func assignVMNames(templatePaths: [String], reserved: Set<String> = []) -> [String: String] {
+        var taken = Set(reserved.map { $0.lowercased() })
+        var result: [String: String] = [:]
+        for path in templatePaths.sorted() {
+            var name = baseVMName(forTemplate: path)
+            if taken.contains(name.lowercased()) {
+                let stem = String(name.prefix(12))
+                var n = Int(StableHash.fnv1a(path) % 1000)
+                repeat {
+                    name = stem + String(format: "%03d", n)
+                    n = (n + 1) % 1000
+                } while taken.contains(name.lowercased())
+            }
+            taken.insert(name.lowercased())
+            result[path] = name
+        }
+        return result
+    }
+
+    /// Whether a VM name follows Azure's rules: 1 to 15 letters, digits and hyphens for Windows
+    /// (up to 64 for Linux), not all digits, not starting or ending with a hyphen.
+    public static func vmNameProblem(_ name: String, osType: OSType) -> String? {
+        let limit = osType == .windows ? maxVMNameLength : 64
+        if name.isEmpty { return "is empty" }
+        if name.count > limit { return "is \(name.count) characters long; \(osType.rawValue) VM names are at most \(limit)" }
+        if !name.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-") }) {
+            return "may contain only letters, digits and hyphens"
+        }
+        if name.allSatisfy(\.isNumber) { return "cannot be all digits" }
+        if name.hasPrefix("-") || name.hasSuffix("-") { return "cannot start or end with a hyphen" }
+        return nil
+    }
+
+    /// The original's image base name: the template path without `.json`, folders joined with
+    /// `_`, `.` to `_`, spaces to `-` (so `Win2016/Datacenter.json` is `Win2016_Datacenter`).
+    /// Joining every folder (not only the last) keeps names from nested folders unique.
+    public static func imageBaseName(forTemplate path: String) -> String {
+        var stem = path
+        if stem.lowercased().hasSuffix(".json") { stem = String(stem.dropLast(5)) }
+        let joined = stem.split(separator: "/").joined(separator: "_")
+        return String(joined.map { c -> Character in
+            switch c {
+            case ".": return "_"
+            case " ": return "-"
+            case _ where c.isLetter || c.isNumber || c == "_" || c == "-": return c
+            default: return "-"
+            }
+        })
+    }
+
+    /// The date suffix the original used: `Nov-22-2026` (always English month names).
+    public static func dateSuffix(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day], from: date)
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        return "\(months[c.month! - 1])-\(c.day!)-\(c.year!)"
+    }
+
+    /// A dated image name that is not yet taken: `Base-Nov-22-2026`, then with `A`, `B`, ... `Z`,
+    /// `ZA`, ... appended, as the original did when an image was made twice in a day.
+    public static func datedImageName(base: String, date: Date, taken: Set<String>) -> String {
+        let plain = "\(base)-\(dateSuffix(date))"
+        let lowerTaken = Set(taken.map { $0.lowercased() })
+        if !lowerTaken.contains(plain.lowercased()) { return plain }
+        var suffix = "A"
+        while lowerTaken.contains((plain + suffix).lowercased()) {
+            if suffix.last == "Z" { suffix += "A" } else {
+                let last = suffix.removeLast()
+                suffix.append(Character(UnicodeScalar(last.asciiValue! + 1)))
+            }
+        }
+        return plain + suffix
+    }
+}

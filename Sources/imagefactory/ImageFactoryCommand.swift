@@ -1,0 +1,28 @@
+import ArgumentParser
+import FactoryModel
+import Foundation
+
+/// The `imagefactory` command: builds golden images from a git repository and distributes them
+/// to Azure DevTest Labs. The root only lists subcommands; each one is a small value.
+@main
+struct ImageFactoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "imagefactory",
+        abstract: "An image factory for Azure DevTest Labs and Azure Compute Gallery.",
+        discussion: """
+            Reads Configuration/Labs.json and the ARM templates under Configuration/GoldenImages/ from a git \
+            commit, builds one VM per golden image, captures it as a VHD, distributes it to every lab that \
+            subscribes to it, and retires old images. The embedded local cloud is the default backend.
+
+            Exit codes: 0 success, 1 work failed, 2 invalid configuration or input (nothing changed), \
+            3 backend unreachable or authentication failed, 64 usage error, 130 interrupted.
+            """,
+        version: BuildInfo.versionString,
+        subcommands: [ValidateCommand.self])
+}
+
+/// Version and commit of this build, for `--version`.
+enum BuildInfo {
+    static let version = "0.1.0"
+    static var versionString: String { "imagefactory \(version)" }
+}
