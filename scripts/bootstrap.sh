@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what ImageFactory needs on Debian/Ubuntu beyond the Swift toolchain: libgit2 (to read
+# the configuration from git) and git itself (the tests make real repositories with it).
+set -euo pipefail
+need=()
+dpkg -s libgit2-dev >/dev/null 2>&1 || need+=(libgit2-dev)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
