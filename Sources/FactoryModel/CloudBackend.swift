@@ -492,6 +492,10 @@ public protocol CloudBackend: Sendable {
     /// Server-side asynchronous copy; poll the destination's properties.
     func startBlobCopy(from source: BlobID, to destination: BlobID) async throws -> BlobProperties
     func abortBlobCopy(_ id: BlobID) async throws
+    /// Acquires a lease on a blob (a distributed lock): 409 `LeaseAlreadyPresent` when another holder has it.
+    func acquireLease(_ id: BlobID, duration: Double, proposedLeaseID: String) async throws -> String
+    func renewLease(_ id: BlobID, leaseID: String) async throws
+    func releaseLease(_ id: BlobID, leaseID: String) async throws
 
     // Custom images
     func createCustomImage(_ request: CustomImageRequest) async throws -> OperationHandle

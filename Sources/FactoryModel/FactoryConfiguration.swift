@@ -217,11 +217,11 @@ public enum ConfigurationLoader {
             let (group, groupWrong) = string("ResourceGroup")
             let (location, locationWrong) = string("Location")
             var line: Int?
-            if let labName, let hit = lines.locate("\"\(jsonEscaped(labName))\"", from: cursor) {
+            if let labName, !labName.isEmpty, let hit = lines.locate("\"\(jsonEscaped(labName))\"", from: cursor) {
                 line = hit.line
                 cursor = hit.end
             }
-            let name = labName.map { "\(label) (\($0))" } ?? label
+            let name = labName.flatMap { $0.isEmpty ? nil : "\(label) (\($0))" } ?? label
             var ok = true
             for (key, value, wrong) in [("LabName", labName, labNameWrong), ("SubscriptionId", subscription, subWrong)] {
                 if wrong {

@@ -482,6 +482,7 @@ public final class LocalCloud: CloudBackend {
             do {
                 return try await self.db.write { db in
                     _ = try self.container(db, id.container)
+                    try self.checkNoLease(db, id)
                     try self.replaceBlob(db, record)
                     return record.properties(at: Date())
                 }
@@ -532,6 +533,7 @@ public final class LocalCloud: CloudBackend {
         let file = try await perform("deleteBlob", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db -> String in
                 let record = try self.blob(db, id)
+                try self.checkNoLease(db, id)
                 try db.remove("blob", LocalCloud.blobKey(id))
                 return record.file
             }
@@ -588,6 +590,65 @@ public final class LocalCloud: CloudBackend {
                 record.md5 = nil
                 try db.save("blob", LocalCloud.blobKey(id), parent: LocalCloud.containerKey(id.container), record)
             }
+        }
+    }
+
+    public func acquireLease(_ id: BlobID, duration: Double, proposedLeaseID: String) async throws -> String {
+        guard duration == -1 || (15...60).contains(duration) || settings.latency.name == "instant" else {
+            throw CloudError(status: 400, code: "InvalidHeaderValue", message: "The lease duration must be 15 to 60 seconds, or -1 for infinite.")
+        }
+        return try await perform("acquireLease", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+            try await self.db.write { db in
+                var record = try self.blob(db, id)
+                let now = Date()
+                if let lease = record.lease, lease.expiresAt > now, lease.id != proposedLeaseID {
+                    throw CloudError(status: 409, code: "LeaseAlreadyPresent", message: "There is already a lease present.")
+                }
+                record.lease = BlobRecord.Lease(id: proposedLeaseID, expiresAt: duration < 0 ? .distantFuture : now.addingTimeInterval(duration))
+                try db.save("blob", LocalCloud.blobKey(id), parent: LocalCloud.containerKey(id.container), record)
+                return proposedLeaseID
+            }
+        }
+    }
+
+    public func renewLease(_ id: BlobID, leaseID: String) async throws {
+        try await perform("renewLease", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+            try await self.db.write { db in
+                var record = try self.blob(db, id)
+                guard var lease = record.lease, lease.id == leaseID else {
+                    throw CloudError(status: 409, code: "LeaseIdMismatchWithLeaseOperation", message: "The lease ID specified did not match the lease ID for the blob.")
+                }
+                let remaining = lease.expiresAt.timeIntervalSinceNow
+                if remaining < 0, lease.expiresAt != .distantFuture {
+                    // An expired lease may be renewed only if nobody took it since, as in Azure.
+                    lease.expiresAt = Date().addingTimeInterval(60)
+                } else if lease.expiresAt != .distantFuture {
+                    lease.expiresAt = Date().addingTimeInterval(60)
+                }
+                record.lease = lease
+                try db.save("blob", LocalCloud.blobKey(id), parent: LocalCloud.containerKey(id.container), record)
+            }
+        }
+    }
+
+    public func releaseLease(_ id: BlobID, leaseID: String) async throws {
+        try await perform("releaseLease", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+            try await self.db.write { db in
+                var record = try self.blob(db, id)
+                guard let lease = record.lease, lease.id == leaseID else {
+                    throw CloudError(status: 409, code: "LeaseIdMismatchWithLeaseOperation", message: "The lease ID specified did not match the lease ID for the blob.")
+                }
+                _ = lease
+                record.lease = nil
+                try db.save("blob", LocalCloud.blobKey(id), parent: LocalCloud.containerKey(id.container), record)
+            }
+        }
+    }
+
+    /// A blob under an active lease cannot be overwritten or deleted without the lease id.
+    func checkNoLease(_ db: Database, _ id: BlobID) throws {
+        if let record = try db.record("blob", LocalCloud.blobKey(id), as: BlobRecord.self), let lease = record.lease, lease.expiresAt > Date() {
+            throw CloudError(status: 412, code: "LeaseIdMissing", message: "There is currently a lease on the blob and no lease ID was specified in the request.")
         }
     }
 

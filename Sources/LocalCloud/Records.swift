@@ -101,6 +101,12 @@ struct BlobRecord: Codable, Sendable {
     var metadata: [String: String]
     var lastModified: Date
     var copy: CopyState?
+    var lease: Lease?
+
+    struct Lease: Codable, Sendable {
+        var id: String
+        var expiresAt: Date
+    }
 
     func properties(at now: Date) -> BlobProperties {
         guard let copy else {

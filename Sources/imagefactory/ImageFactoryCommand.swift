@@ -18,7 +18,11 @@ struct ImageFactoryCommand: AsyncParsableCommand {
             3 backend unreachable or authentication failed, 64 usage error, 130 interrupted.
             """,
         version: BuildInfo.versionString,
-        subcommands: [ValidateCommand.self])
+        subcommands: [
+            ValidateCommand.self, PlanCommand.self, RunCommand.self, ApplyCommand.self, ImagesCommand.self, LocalCommand.self,
+            StageCommand<BuildStage>.self, StageCommand<SnapStage>.self, StageCommand<DistributeStage>.self,
+            StageCommand<CleanupStage>.self, StageCommand<RetireStage>.self,
+        ])
 }
 
 /// Version and commit of this build, for `--version`.

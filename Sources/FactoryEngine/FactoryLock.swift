@@ -1,0 +1,116 @@
+import FactoryModel
+import Foundation
+
+/// Who holds the factory, written beside the lock so a second run can say so.
+public struct LockHolder: Codable, Sendable {
+    public var runID: String
+    public var host: String
+    public var pid: Int32
+    public var since: Date
+}
+
+/// One run at a time per factory: a lease on a blob in the factory's storage (Azure's own
+/// distributed lock). A lease left by a killed run expires after `leaseSeconds`.
+public struct FactoryLock: Sendable {
+    public var client: CloudClient
+    public var container: ContainerID
+    public var leaseSeconds: Double
+
+    public init(client: CloudClient, container: ContainerID, leaseSeconds: Double = 60) {
+        self.client = client
+        self.container = container
+        self.leaseSeconds = leaseSeconds
+    }
+
+    var lockBlob: BlobID { BlobID(container: container, name: FactoryPlanner.lockBlob) }
+    var holderBlob: BlobID { BlobID(container: container, name: FactoryPlanner.lockHolderBlob) }
+
+    /// Takes the lock or throws a FactoryError naming the holder and since when.
+    public func acquire(runID: String) async throws {
+        let backend = client.backend
+        let lock = lockBlob
+        do {
+            try await client.call { try await backend.createContainer(self.container) }
+        } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
+        do {
+            _ = try await client.call { try await backend.getBlobProperties(lock) }
+        } catch let error as CloudError where error.isNotFound {
+            do {
+                _ = try await client.call { try await backend.putBlob(lock, data: Data(), metadata: [:]) }
+            } catch let error as CloudError where error.status == 412 {}  // someone else created and leased it
+        }
+        do {
+            _ = try await client.call { try await backend.acquireLease(lock, duration: self.leaseSeconds, proposedLeaseID: runID) }
+        } catch let error as CloudError where error.code == "LeaseAlreadyPresent" {
+            var detail = "another run"
+            if let data = try? await client.call({ try await backend.getBlob(self.holderBlob) }),
+               let holder = try? JSONDecoder.iso.decode(LockHolder.self, from: data) {
+                detail = "run \(holder.runID) on \(holder.host) (pid \(holder.pid)) since \(RecordTimestamp.format(holder.since))"
+            }
+            throw FactoryError(.workFailed, "The factory is busy: \(detail) holds it.",
+                               hint: "Wait for that run to finish; a lock left by a killed run expires after \(Int(leaseSeconds)) seconds.")
+        }
+        let holder = LockHolder(runID: runID, host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier, since: Date())
+        let data = try JSONEncoder.iso.encode(holder)
+        _ = try await client.call { try await backend.putBlob(self.holderBlob, data: data, metadata: [:]) }
+    }
+
+    public func renew(runID: String) async throws {
+        let backend = client.backend
+        let lock = lockBlob
+        try await client.call { try await backend.renewLease(lock, leaseID: runID) }
+    }
+
+    public func release(runID: String) async {
+        let backend = client.backend
+        let lock = lockBlob
+        try? await client.call { try await backend.releaseLease(lock, leaseID: runID) }
+    }
+
+    /// Runs `body` while holding the lock, renewing it in the background.
+    public func withLock<T: Sendable>(runID: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await acquire(runID: runID)
+        do {
+            let result = try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(max(0.05, self.leaseSeconds / 3)))
+                        if Task.isCancelled { break }
+                        try? await self.renew(runID: runID)
+                    }
+                    return nil
+                }
+                group.addTask { try await body() }
+                while let value = try await group.next() {
+                    if let value {
+                        group.cancelAll()
+                        return value
+                    }
+                }
+                throw CancellationError()
+            }
+            await release(runID: runID)
+            return result
+        } catch {
+            await release(runID: runID)
+            throw error
+        }
+    }
+}
+
+extension JSONEncoder {
+    static var iso: JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}
+
+extension JSONDecoder {
+    static var iso: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return d
+    }
+}

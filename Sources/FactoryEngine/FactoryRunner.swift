@@ -1,0 +1,64 @@
+import FactoryModel
+import Foundation
+
+/// The whole factory on one backend: read the inventory, plan, and execute under the lock.
+public struct FactoryRunner: Sendable {
+    public var client: CloudClient
+    public var configuration: FactoryConfiguration
+    public var lockSeconds: Double
+
+    public init(backend: any CloudBackend, configuration: FactoryConfiguration, lockSeconds: Double = 60) {
+        self.client = CloudClient(backend: backend)
+        self.configuration = configuration
+        self.lockSeconds = lockSeconds
+    }
+
+    public func inventory() async throws -> Inventory {
+        try await InventoryReader(client: client).read(configuration)
+    }
+
+    public func plan(force: Bool = false, now: Date = Date()) async throws -> (Plan, Inventory) {
+        let inventory = try await inventory()
+        return (FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: force, now: now)), inventory)
+    }
+
+    /// Executes a plan. When `requireFingerprint` is set (apply of a saved plan), the inventory is
+    /// read again under the lock and the plan refused if it changed since.
+    public func execute(_ plan: Plan, runID: String, stages: Set<Stage>, requireSamePlanBasis: Bool,
+                        events: @escaping @Sendable (FactoryEvent) -> Void) async throws -> RunSummary {
+        if requireSamePlanBasis, plan.commit != configuration.commit {
+            throw FactoryError.invalidInput("The plan was made at commit \(plan.commit ?? "worktree"), but the configuration is now at \(configuration.commit ?? "worktree").",
+                                            hint: "Make a new plan with `imagefactory plan --out FILE`, or apply with --ref \(plan.commit ?? "HEAD").")
+        }
+        guard plan.hasWrites else {
+            // Nothing to change: no lock, no writes at all.
+            return RunSummary(runID: runID, commit: plan.commit, results: plan.actions.map {
+                ActionResult(action: $0, outcome: .failed, message: $0.reason, start: Date(), end: Date())
+            }, diagnostics: plan.diagnostics)
+        }
+        let settings = configuration.settings
+        let container = ContainerID(account: try await client.call({ [client, settings] in
+            try await client.backend.getLab(LabID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, name: settings.factoryLab))
+        }).storageAccount, name: settings.container)
+        let lock = FactoryLock(client: client, container: container, leaseSeconds: lockSeconds)
+        let client = self.client
+        let configuration = self.configuration
+        return try await lock.withLock(runID: runID) {
+            // Re-read under the lock: another run may have changed the cloud since planning.
+            let inventory = try await InventoryReader(client: client).read(configuration)
+            var current = plan
+            if inventory.fingerprint != plan.inventoryFingerprint {
+                if requireSamePlanBasis {
+                    throw FactoryError.invalidInput("The cloud changed since the plan was made (inventory fingerprint \(plan.inventoryFingerprint.prefix(12)) is now \(inventory.fingerprint.prefix(12))).",
+                                                    hint: "Make a new plan with `imagefactory plan --out FILE` and review it.")
+                }
+                current = FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: plan.settings.force))
+            }
+            let executor = FactoryExecutor(client: client, configuration: configuration, inventory: inventory,
+                                           options: ExecutionOptions(runID: runID, stages: stages, timeoutSeconds: Double(settings.timeoutMinutes) * 60,
+                                                                     maxConcurrentJobs: settings.maxConcurrentJobs),
+                                           events: events)
+            return try await executor.execute(current)
+        }
+    }
+}

@@ -1,0 +1,201 @@
+import FactoryModel
+import Foundation
+
+/// What one target lab holds, as observed.
+public struct LabInventory: Codable, Sendable, Equatable {
+    /// The Labs.json entry's key (subscription/lab name, lowercased).
+    public var key: String
+    public var lab: Lab?
+    /// Why the lab could not be read (not found, no access).
+    public var problem: String?
+    public var images: [CustomImage]
+    /// Blobs in the lab's `imagefactoryvhds` container: temporary copies.
+    public var blobs: [BlobProperties]
+
+    public init(key: String, lab: Lab?, problem: String?, images: [CustomImage], blobs: [BlobProperties]) {
+        self.key = key
+        self.lab = lab
+        self.problem = problem
+        self.images = images
+        self.blobs = blobs
+    }
+}
+
+/// The observed state of the factory and every target lab: the planner's second input.
+public struct Inventory: Codable, Sendable, Equatable {
+    public var factory: Lab
+    public var factoryVMs: [LabVirtualMachine]
+    public var factoryImages: [CustomImage]
+    /// Records in the factory storage (`<name>.json`), decoded.
+    public var records: [VhdRecord]
+    /// Every blob in the factory container, by name.
+    public var factoryBlobs: [BlobProperties]
+    public var labs: [LabInventory]
+    public var deployments: [Deployment]
+    /// Records that could not be read.
+    public var problems: [Diagnostic]
+
+    public init(factory: Lab, factoryVMs: [LabVirtualMachine], factoryImages: [CustomImage], records: [VhdRecord], factoryBlobs: [BlobProperties],
+                labs: [LabInventory], deployments: [Deployment], problems: [Diagnostic]) {
+        self.factory = factory
+        self.factoryVMs = factoryVMs
+        self.factoryImages = factoryImages
+        self.records = records
+        self.factoryBlobs = factoryBlobs
+        self.labs = labs
+        self.deployments = deployments
+        self.problems = problems
+    }
+
+    public func lab(_ key: String) -> LabInventory? { labs.first { $0.key == key } }
+
+    /// A digest of everything planning depends on. Volatile hints (retry-after) are left out, so
+    /// the same cloud gives the same fingerprint; any change a plan would act on changes it.
+    public var fingerprint: String {
+        var lines: [String] = ["factory \(factory.id.key) \(factory.location)"]
+        for vm in factoryVMs.sorted(by: { $0.id.name < $1.id.name }) {
+            lines.append("vm \(vm.id.name.lowercased()) \(vm.provisioningState) \(vm.powerState) \(canonical(vm.tags))")
+        }
+        for image in factoryImages.sorted(by: { $0.id.name < $1.id.name }) {
+            lines.append("fimage \(image.id.name.lowercased()) \(image.provisioningState) \(canonical(image.tags))")
+        }
+        for blob in factoryBlobs.sorted(by: { $0.id.name < $1.id.name }) {
+            lines.append("fblob \(blob.id.name) \(blob.contentLength) \(blob.copyStatus?.rawValue ?? "-") \(blob.contentMD5 ?? "-")")
+        }
+        for lab in labs.sorted(by: { $0.key < $1.key }) {
+            lines.append("lab \(lab.key) \(lab.lab?.id.key ?? "-") \(lab.problem ?? "")")
+            for image in lab.images.sorted(by: { $0.id.name < $1.id.name }) {
+                lines.append("  image \(image.id.name.lowercased()) \(image.provisioningState) \(canonical(image.tags))")
+            }
+            for blob in lab.blobs.sorted(by: { $0.id.name < $1.id.name }) {
+                lines.append("  blob \(blob.id.name) \(blob.copyStatus?.rawValue ?? "-")")
+            }
+        }
+        lines.append("deployments \(deployments.count)")
+        return StableHash.sha256(lines.joined(separator: "\n"))
+    }
+
+    private func canonical(_ tags: [String: String]) -> String {
+        tags.keys.sorted().map { "\($0)=\(tags[$0]!)" }.joined(separator: ";")
+    }
+}
+
+/// Reads the inventory with a bounded number of concurrent requests: a few reads per lab and
+/// one per factory record, never labs × images.
+public struct InventoryReader: Sendable {
+    public var client: CloudClient
+    public var concurrency: Int
+
+    public init(client: CloudClient, concurrency: Int = 16) {
+        self.client = client
+        self.concurrency = concurrency
+    }
+
+    public func read(_ configuration: FactoryConfiguration) async throws -> Inventory {
+        let settings = configuration.settings
+        let factoryID = LabID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, name: settings.factoryLab)
+        let backend = client.backend
+        let factory: Lab
+        do {
+            factory = try await client.call { try await backend.getLab(factoryID) }
+        } catch let error as CloudError where error.isNotFound {
+            throw FactoryError(.invalidInput, "The factory lab \(factoryID) does not exist.",
+                               hint: "Check factoryLab, subscriptionId and resourceGroup in FactorySettings.json (or run `imagefactory local init` for the local cloud).")
+        }
+        let container = ContainerID(account: factory.storageAccount, name: settings.container)
+        async let vms = client.call { try await backend.listVirtualMachines(lab: factoryID) }
+        async let factoryImages = client.call { try await backend.listCustomImages(lab: factoryID) }
+        async let deployments = client.call { try await backend.listDeployments(subscriptionId: factoryID.subscriptionId, resourceGroup: factoryID.resourceGroup) }
+        let blobs = try await listOrEmpty(container)
+
+        // Records: one read each, in parallel.
+        let recordBlobs = blobs.filter {
+            $0.id.name.lowercased().hasSuffix(".json") && $0.id.name != FactoryPlanner.lockHolderBlob && $0.id.name != FactoryPlanner.lockBlob
+        }
+        let client = self.client
+        let decoded: [(VhdRecord?, Diagnostic?)] = try await BoundedConcurrency.map(recordBlobs, limit: concurrency) { blob in
+            do {
+                let data = try await client.call { try await backend.getBlob(blob.id) }
+                return (try VhdRecord.decode(data), nil)
+            } catch let error as CloudError where error.isNotFound {
+                return (nil, nil)  // deleted meanwhile
+            } catch let error as DecodingError {
+                return (nil, .warning("The record \(blob.id.name) in the factory storage cannot be read (\(Self.describe(error))); it is ignored and never deleted.",
+                                      hint: "Fix or remove it by hand."))
+            }
+        }
+
+        // Target labs: resolve resource groups once per subscription when Labs.json omits them.
+        var labsBySubscription: [String: [Lab]] = [:]
+        for sub in Set(configuration.labs.filter { $0.resourceGroup == nil }.map { $0.subscriptionId.lowercased() }) {
+            labsBySubscription[sub] = (try? await client.call { try await backend.listLabs(subscriptionId: sub) }) ?? []
+        }
+        let lookup = labsBySubscription
+        let labInventories: [LabInventory] = try await BoundedConcurrency.map(configuration.labs, limit: concurrency) { target in
+            var id: LabID
+            if let group = target.resourceGroup {
+                id = LabID(subscriptionId: target.subscriptionId, resourceGroup: group, name: target.labName)
+            } else if let found = lookup[target.subscriptionId.lowercased()]?.first(where: { $0.id.name.lowercased() == target.labName.lowercased() }) {
+                id = found.id
+            } else {
+                return LabInventory(key: target.key, lab: nil, problem: "Lab \(target.labName) was not found in subscription \(target.subscriptionId).", images: [], blobs: [])
+            }
+            do {
+                let requested = id
+                let lab = try await client.call { try await backend.getLab(requested) }
+                id = lab.id
+                let labID = lab.id
+                async let images = client.call { try await backend.listCustomImages(lab: labID) }
+                let blobs = try await listOrEmpty(ContainerID(account: lab.storageAccount, name: settings.container))
+                return LabInventory(key: target.key, lab: lab, problem: nil, images: try await images, blobs: blobs)
+            } catch let error as CloudError where error.isNotFound || error.status == 403 {
+                return LabInventory(key: target.key, lab: nil, problem: "Lab \(target.labName) (\(id.resourceGroup), \(id.subscriptionId)) cannot be read: \(error.message)", images: [], blobs: [])
+            }
+        }
+        return Inventory(factory: factory, factoryVMs: try await vms, factoryImages: try await factoryImages,
+                         records: decoded.compactMap(\.0), factoryBlobs: blobs, labs: labInventories,
+                         deployments: try await deployments, problems: decoded.compactMap(\.1))
+    }
+
+    private func listOrEmpty(_ container: ContainerID) async throws -> [BlobProperties] {
+        let backend = client.backend
+        do {
+            return try await client.call { try await backend.listBlobs(container: container, prefix: nil) }
+        } catch let error as CloudError where error.code == "ContainerNotFound" {
+            return []
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .dataCorrupted(let c), .keyNotFound(_, let c), .typeMismatch(_, let c), .valueNotFound(_, let c):
+            return c.debugDescription
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// Runs an async transform over items with at most `limit` in flight, keeping order.
+public enum BoundedConcurrency {
+    public static func map<T: Sendable, R: Sendable>(_ items: [T], limit: Int, _ transform: @escaping @Sendable (T) async throws -> R) async throws -> [R] {
+        try await withThrowingTaskGroup(of: (Int, R).self) { group in
+            var results = [R?](repeating: nil, count: items.count)
+            var next = 0
+            while next < min(limit, items.count) {
+                let i = next
+                group.addTask { (i, try await transform(items[i])) }
+                next += 1
+            }
+            while let (i, r) = try await group.next() {
+                results[i] = r
+                if next < items.count {
+                    let j = next
+                    group.addTask { (j, try await transform(items[j])) }
+                    next += 1
+                }
+            }
+            return results.map { $0! }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+import FactoryModel
+import Foundation
+
+/// Options that shape a plan.
+public struct PlanOptions: Sendable {
+    public var force: Bool
+    public var now: Date
+    /// Completed factory deployments older than this are pruned (the original used 15 days).
+    public var deploymentMaxAge: Double
+    /// Prune the oldest completed deployments above this count, well before Azure's 800.
+    public var deploymentSoftLimit: Int
+
+    public init(force: Bool = false, now: Date = Date(), deploymentMaxAge: Double = 15 * 86_400, deploymentSoftLimit: Int = 600) {
+        self.force = force
+        self.now = now
+        self.deploymentMaxAge = deploymentMaxAge
+        self.deploymentSoftLimit = deploymentSoftLimit
+    }
+}
+
+/// Computes a plan from desired state (configuration) and observed state (inventory). Pure:
+/// no I/O, the same inputs give the same plan.
+public enum FactoryPlanner {
+    public static let deploymentPrefix = "imagefactory-"
+    public static let lockBlob = "imagefactory.lock"
+    public static let lockHolderBlob = "imagefactory.lock.json"
+
+    public static func plan(_ configuration: FactoryConfiguration, inventory: Inventory, options: PlanOptions = PlanOptions()) -> Plan {
+        let settings = configuration.settings
+        var actions: [PlanAction] = []
+        var diagnostics = inventory.problems
+        let factory = inventory.factory
+        let templates = Dictionary(uniqueKeysWithValues: configuration.templates.map { ($0.path, $0) })
+        let existingTemplatePaths = Set(configuration.templates.map(\.path))
+        var recordsByPath: [String: [VhdRecord]] = [:]
+        let blobsByName = Dictionary(inventory.factoryBlobs.map { ($0.id.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var brokenRecords: [VhdRecord] = []
+        for record in inventory.records {
+            let vhd = blobsByName[record.vhdFileName]
+            if vhd == nil || vhd?.copyStatus == .failed || vhd?.copyStatus == .aborted {
+                brokenRecords.append(record)
+            } else {
+                recordsByPath[record.imagePath, default: []].append(record)
+            }
+        }
+        for key in recordsByPath.keys { recordsByPath[key]!.sort { ($0.timestamp, $0.imageName) > ($1.timestamp, $1.imageName) } }
+        let vmsByName = Dictionary(inventory.factoryVMs.map { ($0.id.name.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
+        var takenNames = Set(inventory.records.map(\.imageName))
+        for blob in inventory.factoryBlobs { takenNames.insert((blob.id.name as NSString).deletingPathExtension) }
+
+        /// The image each template path will have at the end of the run: the planned capture or the newest record.
+        struct Latest {
+            var imageName: String
+            var captureAction: String?
+            var timestamp: Date
+        }
+        var latest: [String: Latest] = [:]
+        var adoptedVMs = Set<String>()
+        var builtVMs: [String: String] = [:]  // vm name (lowercased) -> capture action id
+
+        // Build and snap.
+        for template in configuration.templates {
+            let current = recordsByPath[template.path]?.first { $0.templateBlobSha == template.blobSha }
+            if let current, !options.force {
+                latest[template.path] = Latest(imageName: current.imageName, captureAction: nil, timestamp: current.timestamp)
+                continue
+            }
+            let imageName = Naming.datedImageName(base: template.imageName, date: options.now, taken: takenNames)
+            takenNames.insert(imageName)
+            let captureID = "snap/\(template.path)"
+            var dependsOn: [String] = []
+            let vmKey = template.vmName.lowercased()
+            if let vm = vmsByName[vmKey], vm.tags[FactoryTag.imagePath].map(ImagePath.normalize) == template.path,
+               vm.tags[FactoryTag.templateSha] == template.blobSha, vm.provisioningState != "Failed", vm.failedArtifacts.isEmpty, !options.force {
+                adoptedVMs.insert(vmKey)
+                actions.append(PlanAction(id: captureID, stage: .snap, kind: .captureImage, lab: factory.id.name, labID: factory.id,
+                                          imagePath: template.path, imageName: imageName, vmName: template.vmName,
+                                          reason: "resume: factory VM \(template.vmName) from an earlier run already has this template"))
+            } else {
+                let buildID = "build/\(template.path)"
+                if let vm = vmsByName[vmKey] {
+                    if vm.tags[FactoryTag.imagePath] == nil && vm.tags[FactoryTag.ignore] == nil || vm.tags[FactoryTag.ignore] != nil {
+                        diagnostics.append(.error("Factory VM name \(template.vmName) for \(template.path) is taken by a VM the factory does not own.",
+                                                  hint: "Rename or remove that VM, or set metadata.imageFactory.vmName in the template."))
+                        continue
+                    }
+                    let staleID = "build/replace/\(template.vmName)"
+                    actions.append(PlanAction(id: staleID, stage: .build, kind: .replaceStaleVM, lab: factory.id.name, labID: factory.id,
+                                              imagePath: template.path, vmName: template.vmName,
+                                              reason: "factory VM \(template.vmName) was left by an earlier run with another template version"))
+                    dependsOn = [staleID]
+                }
+                let reason: String
+                if options.force { reason = "--force: rebuild even though unchanged" }
+                else if recordsByPath[template.path] == nil { reason = "new template: no image yet" }
+                else { reason = "template changed (blob \(template.blobSha.prefix(10)))" }
+                actions.append(PlanAction(id: buildID, stage: .build, kind: .buildVM, lab: factory.id.name, labID: factory.id, imagePath: template.path,
+                                          imageName: imageName, vmName: template.vmName, reason: reason, dependsOn: dependsOn))
+                actions.append(PlanAction(id: captureID, stage: .snap, kind: .captureImage, lab: factory.id.name, labID: factory.id,
+                                          imagePath: template.path, imageName: imageName, vmName: template.vmName,
+                                          reason: "capture the new VM as a \(template.osState.rawValue) VHD", dependsOn: [buildID]))
+            }
+            builtVMs[vmKey] = captureID
+            latest[template.path] = Latest(imageName: imageName, captureAction: captureID, timestamp: options.now)
+        }
+
+        // Distribute: every lab gets the newest image of every path it subscribes to.
+        var distributeActions: [String: String] = [:]  // "labkey|path" -> action id
+        var temporaryInUse = Set<String>()
+        for target in configuration.labs {
+            guard let labInventory = inventory.lab(target.key), let lab = labInventory.lab else {
+                let problem = inventory.lab(target.key)?.problem ?? "Lab \(target.labName) was not read."
+                diagnostics.append(.error(problem, file: configuration.configDirectory + "/Labs.json", line: target.line,
+                                          hint: "Create the lab (or run `imagefactory local init`), or fix its entry in Labs.json."))
+                continue
+            }
+            let imagesByName = Dictionary(labInventory.images.map { ($0.id.name.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
+            let crossRegion = Location.normalize(lab.location) != Location.normalize(factory.location)
+            for path in target.images {
+                guard let newest = latest[path] else { continue }  // template failed to parse: reported by validation
+                let existing = imagesByName[newest.imageName.lowercased()]
+                var kind = ActionKind.distributeImage
+                var reason = "lab subscribes to \(path) and lacks \(newest.imageName)"
+                if let existing {
+                    if existing.provisioningState != "Failed" { continue }
+                    kind = .repairImage
+                    reason = "a failed copy of \(newest.imageName) is in the lab: delete and make it again"
+                } else if labInventory.blobs.contains(where: { $0.id.name == newest.imageName + ".vhd" }) {
+                    reason = "a half-made copy of \(newest.imageName) is in the lab: copy again"
+                }
+                if crossRegion { reason += "; cross-region copy \(factory.location) → \(lab.location)" }
+                temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd")
+                let id = "distribute/\(lab.id.name)/\(path)"
+                distributeActions["\(target.key)|\(path)"] = id
+                actions.append(PlanAction(id: id, stage: .distribute, kind: kind, lab: lab.id.name, labID: lab.id, imagePath: path,
+                                          imageName: newest.imageName, resource: "\(lab.storageAccount.name)/\(settings.container)/\(newest.imageName).vhd",
+                                          reason: reason, dependsOn: newest.captureAction.map { [$0] } ?? [], crossRegion: crossRegion))
+            }
+        }
+
+        // Cleanup: factory VMs, temporary blobs, old deployments.
+        for vm in inventory.factoryVMs.sorted(by: { $0.id.name < $1.id.name }) {
+            let key = vm.id.name.lowercased()
+            if vm.tags[FactoryTag.ignore] != nil { continue }
+            if vm.tags[FactoryTag.imagePath] != nil {
+                if builtVMs[key] != nil && !adoptedVMs.contains(key) { continue }  // replaced or rebuilt: handled below
+                let reason = vm.provisioningState == "Failed" ? "factory VM failed to provision (\(vm.provisioningState))" : "factory VM is no longer needed once captured"
+                actions.append(PlanAction(id: "cleanup/vm/\(vm.id.name)", stage: .cleanup, kind: .deleteFactoryVM, lab: factory.id.name, labID: factory.id,
+                                          imagePath: vm.tags[FactoryTag.imagePath], vmName: vm.id.name, reason: reason,
+                                          dependsOn: builtVMs[key].map { [$0] } ?? []))
+            } else {
+                actions.append(PlanAction(id: "cleanup/unknown/\(vm.id.name)", stage: .cleanup, kind: .reportUnknownVM, lab: factory.id.name, labID: factory.id,
+                                          vmName: vm.id.name, reason: "VM \(vm.id.name) in the factory lab is not recognized: add the FactoryIgnore tag to keep it, or delete it"))
+            }
+        }
+        for template in configuration.templates {
+            let key = template.vmName.lowercased()
+            guard let captureID = builtVMs[key], !adoptedVMs.contains(key) else { continue }
+            actions.append(PlanAction(id: "cleanup/vm/\(template.vmName)", stage: .cleanup, kind: .deleteFactoryVM, lab: factory.id.name, labID: factory.id,
+                                      imagePath: template.path, vmName: template.vmName, reason: "factory VM is no longer needed once captured",
+                                      dependsOn: [captureID]))
+        }
+        let recordFiles = Set(inventory.records.flatMap { [$0.vhdFileName, $0.imageName + ".json"] })
+        for blob in inventory.factoryBlobs.sorted(by: { $0.id.name < $1.id.name }) {
+            let name = blob.id.name
+            if recordFiles.contains(name) || name == lockBlob || name == lockHolderBlob { continue }
+            if name.lowercased().hasSuffix(".json") { continue }  // unreadable records are reported, never deleted
+            actions.append(PlanAction(id: "cleanup/blob/\(factory.storageAccount.name)/\(name)", stage: .cleanup, kind: .deleteTemporaryBlob,
+                                      lab: factory.id.name, labID: factory.id, resource: "\(factory.storageAccount.name)/\(settings.container)/\(name)",
+                                      reason: "VHD without a record: left by an interrupted capture"))
+        }
+        for labInventory in inventory.labs {
+            guard let lab = labInventory.lab else { continue }
+            for blob in labInventory.blobs where !temporaryInUse.contains("\(lab.storageAccount.name)/\(blob.id.name)") {
+                actions.append(PlanAction(id: "cleanup/blob/\(lab.storageAccount.name)/\(blob.id.name)", stage: .cleanup, kind: .deleteTemporaryBlob,
+                                          lab: lab.id.name, labID: lab.id, resource: "\(lab.storageAccount.name)/\(settings.container)/\(blob.id.name)",
+                                          reason: "temporary copy left by an interrupted distribution"))
+            }
+        }
+        let completed = inventory.deployments.filter { $0.provisioningState != "Running" && $0.name.lowercased().hasPrefix(deploymentPrefix) }
+            .sorted { $0.timestamp < $1.timestamp }
+        var prune = completed.filter { options.now.timeIntervalSince($0.timestamp) > options.deploymentMaxAge }
+        if inventory.deployments.count > options.deploymentSoftLimit {
+            let excess = inventory.deployments.count - options.deploymentSoftLimit
+            for d in completed.prefix(excess) where !prune.contains(d) { prune.append(d) }
+        }
+        if !prune.isEmpty {
+            actions.append(PlanAction(id: "cleanup/deployments", stage: .cleanup, kind: .pruneDeployments, lab: factory.id.name, labID: factory.id,
+                                      resource: prune.map(\.name).joined(separator: "\n"),
+                                      reason: "\(prune.count) old factory deployment\(prune.count == 1 ? "" : "s") in \(factory.id.resourceGroup) (\(inventory.deployments.count) of Azure's 800)"))
+        }
+
+        // Retire: records in the factory storage.
+        for record in brokenRecords {
+            actions.append(PlanAction(id: "retire/record/\(record.imageName)", stage: .retire, kind: .retireRecord, lab: factory.id.name, labID: factory.id,
+                                      imagePath: record.imagePath, imageName: record.imageName, resource: record.vhdFileName,
+                                      reason: "the record's VHD is missing or incomplete"))
+        }
+        for (path, records) in recordsByPath.sorted(by: { $0.key < $1.key }) {
+            if !existingTemplatePaths.contains(path) {
+                for r in records {
+                    actions.append(PlanAction(id: "retire/record/\(r.imageName)", stage: .retire, kind: .retireRecord, lab: factory.id.name, labID: factory.id,
+                                              imagePath: path, imageName: r.imageName, resource: r.vhdFileName,
+                                              reason: "template \(path) no longer exists at this commit"))
+                }
+                continue
+            }
+            let planned = latest[path]?.captureAction != nil ? 1 : 0
+            let keep = max(0, settings.imagesToSave - planned)
+            for r in records.dropFirst(keep) {
+                actions.append(PlanAction(id: "retire/record/\(r.imageName)", stage: .retire, kind: .retireRecord, lab: factory.id.name, labID: factory.id,
+                                          imagePath: path, imageName: r.imageName, resource: r.vhdFileName,
+                                          reason: "older than the newest \(settings.imagesToSave) of \(path)",
+                                          dependsOn: latest[path]?.captureAction.map { [$0] } ?? []))
+            }
+        }
+        // Retire: custom images in the factory lab and every target lab (only ImagePath-tagged ones).
+        func retireImages(in labID: LabID, images: [CustomImage], subscribes: ((String) -> Bool)?, labKey: String?) {
+            var byPath: [String: [CustomImage]] = [:]
+            for image in images {
+                guard let tag = image.tags[FactoryTag.imagePath] else { continue }
+                byPath[ImagePath.normalize(tag), default: []].append(image)
+            }
+            for (path, group) in byPath.sorted(by: { $0.key < $1.key }) {
+                let sorted = group.sorted { ($0.createdAt, $0.id.name) > ($1.createdAt, $1.id.name) }
+                let templateExists = templates[path] != nil || existingTemplatePaths.contains { ImagePath.covers(path, $0, ignoringCase: true) }
+                var reason: String?
+                var victims: [CustomImage] = []
+                if !templateExists {
+                    reason = "template \(path) no longer exists at this commit"
+                    victims = sorted
+                } else if let subscribes, !subscribes(path) {
+                    reason = "the lab no longer subscribes to \(path)"
+                    victims = sorted
+                } else {
+                    let distribute = labKey.flatMap { distributeActions["\($0)|\(path)"] }
+                    let newName = distribute != nil ? latest[path]?.imageName.lowercased() : nil
+                    let keep = max(0, settings.imagesToSave - (newName != nil ? 1 : 0))
+                    let candidates = sorted.filter { $0.id.name.lowercased() != newName }
+                    victims = Array(candidates.dropFirst(keep))
+                    reason = "older than the newest \(settings.imagesToSave) of \(path)"
+                }
+                for image in victims {
+                    let distribute = labKey.flatMap { distributeActions["\($0)|\(path)"] }
+                    actions.append(PlanAction(id: "retire/image/\(labID.name)/\(image.id.name)", stage: .retire, kind: .retireImage, lab: labID.name, labID: labID,
+                                              imagePath: path, imageName: image.id.name, reason: reason ?? "",
+                                              dependsOn: distribute.map { [$0] } ?? []))
+                }
+            }
+        }
+        retireImages(in: factory.id, images: inventory.factoryImages, subscribes: nil, labKey: nil)
+        for target in configuration.labs {
+            guard let labInventory = inventory.lab(target.key), let lab = labInventory.lab else { continue }
+            if lab.id.key == factory.id.key { continue }
+            retireImages(in: lab.id, images: labInventory.images, subscribes: { path in target.subscribes(to: path) || target.images.contains { ImagePath.covers(path, $0, ignoringCase: true) } }, labKey: target.key)
+        }
+
+        let deletions = actions.filter(\.deletesImage).count
+        if deletions > settings.maxDeletions {
+            diagnostics.append(.error("This run would delete \(deletions) images, more than --max-deletions \(settings.maxDeletions): no image will be deleted.",
+                                      hint: "Check Labs.json and the templates (a removed folder retires every image under it); if the deletions are intended, raise --max-deletions."))
+        }
+        return Plan(commit: configuration.commit, inventoryFingerprint: inventory.fingerprint, createdAt: options.now, factoryLab: factory.id.name,
+                    settings: PlanSettings(maxConcurrentJobs: settings.maxConcurrentJobs, imagesToSave: settings.imagesToSave,
+                                           maxDeletions: settings.maxDeletions, timeoutMinutes: settings.timeoutMinutes, force: options.force),
+                    actions: actions, diagnostics: diagnostics)
+    }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import FactoryModel
+import Foundation
+import LocalCloud
+
+enum BackendKind: String, ExpressibleByArgument, CaseIterable {
+    case local
+    case azure
+}
+
+/// Which cloud a command talks to. The embedded local cloud is the default.
+struct BackendOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The backend: local (the embedded local cloud) or azure.", valueName: "kind"))
+    var backend: BackendKind = .local
+
+    @Option(name: .long, help: ArgumentHelp("The local cloud's state directory (default: .imagefactory/ in the repository; env IMAGEFACTORY_STATE_DIR).", valueName: "dir"))
+    var stateDir: String?
+
+    /// The state directory: flag, then `IMAGEFACTORY_STATE_DIR`, then `.imagefactory/` in the repository.
+    func stateDirectory(repositoryPath: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        if let stateDir { return URL(fileURLWithPath: stateDir) }
+        if let env = environment["IMAGEFACTORY_STATE_DIR"], !env.isEmpty { return URL(fileURLWithPath: env) }
+        return URL(fileURLWithPath: repositoryPath).appendingPathComponent(".imagefactory")
+    }
+
+    /// Opens the local cloud (creating its state on first use, so a fresh clone needs no set-up step).
+    func openLocalCloud(repositoryPath: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> LocalCloud {
+        let directory = stateDirectory(repositoryPath: repositoryPath, environment: environment)
+        let settings = try LocalCloudSettings.resolve(stateDirectory: directory, environment: environment)
+        do {
+            return try LocalCloud(stateDirectory: directory, settings: settings)
+        } catch let error as FactoryError {
+            throw error
+        } catch {
+            throw FactoryError(.backendUnavailable, "Cannot open the local cloud in \(directory.path): \(error)",
+                               hint: "Check the directory is writable, or pass --state-dir.")
+        }
+    }
+
+    func openBackend(repositoryPath: String) throws -> any CloudBackend {
+        switch backend {
+        case .local:
+            return try openLocalCloud(repositoryPath: repositoryPath)
+        case .azure:
+            throw FactoryError(.backendUnavailable, "The Azure backend is not available in this build yet.",
+                               hint: "Use --backend local (the default) to run the factory on the embedded local cloud.")
+        }
+    }
+}

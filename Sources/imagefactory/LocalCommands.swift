@@ -1,0 +1,615 @@
+import ArgumentParser
+import FactoryModel
+import Foundation
+import LocalCloud
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `imagefactory local`: look after the embedded local cloud. Create the labs the configuration
+/// names, show what the cloud holds, reset it, and place resources the factory did not create so
+/// retention and cleanup safety can be tried.
+struct LocalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "local",
+        abstract: "Set up, inspect and reset the embedded local cloud.",
+        discussion: """
+            The local cloud lives in a state directory (default .imagefactory/ in the repository, \
+            or IMAGEFACTORY_STATE_DIR, or --state-dir). Commands that need it create its labs on first use; \
+            `local init` does so explicitly.
+            """,
+        subcommands: [LocalInitCommand.self, LocalShowCommand.self, LocalResetCommand.self,
+                      LocalAddVMCommand.self, LocalAddImageCommand.self])
+}
+
+// MARK: - Bootstrap (shared with every command that uses the local cloud)
+
+/// Creates what the factory expects to find in the local cloud: the factory lab with its VHD
+/// container, and every lab of Labs.json. Idempotent: what exists is left alone, so any command
+/// may call it before its first use of the local cloud.
+enum LocalCloudBootstrap {
+    /// The factory lab's identity from the settings.
+    static func factoryLabID(_ settings: FactorySettings) -> LabID {
+        LabID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, name: settings.factoryLab)
+    }
+
+    /// A target lab's identity in the local cloud. Labs.json may omit the resource group (Azure finds
+    /// it at run time); the local cloud then uses `<labName>-rg`.
+    static func labID(for lab: TargetLab) -> LabID {
+        LabID(subscriptionId: lab.subscriptionId, resourceGroup: lab.resourceGroup ?? "\(lab.labName)-rg", name: lab.labName)
+    }
+
+    /// Creates the factory lab, its container and the labs of Labs.json where missing; returns one
+    /// line per resource created (empty when everything existed).
+    static func ensure(cloud: LocalCloud, configuration: FactoryConfiguration) async throws -> [String] {
+        let settings = configuration.settings
+        var wanted: [(id: LabID, location: String)] = [(factoryLabID(settings), settings.location)]
+        for lab in configuration.labs {
+            wanted.append((labID(for: lab), lab.location ?? settings.location))
+        }
+        var existing = Dictionary(try await cloud.allLabs().map { ($0.id.key, $0) }, uniquingKeysWith: { first, _ in first })
+        var created: [String] = []
+        for (id, location) in wanted where existing[id.key] == nil {
+            let lab = try await retryingThrottled { try await cloud.createLab(id, location: location) }
+            existing[id.key] = lab
+            created.append("lab \(lab.id.name) (subscription \(lab.id.subscriptionId), resource group \(lab.id.resourceGroup), \(lab.location), storage account \(lab.storageAccount.name))")
+        }
+        guard let factory = existing[factoryLabID(settings).key] else { return created }
+        let container = ContainerID(account: factory.storageAccount, name: settings.container)
+        let containers = try await cloud.listContainers(account: factory.storageAccount)
+        if !containers.contains(container.name) {
+            do {
+                try await cloud.createContainer(container)
+                created.append("container \(container) in the factory lab's storage account")
+            } catch let error as CloudError where error.code == "ContainerAlreadyExists" {
+                // Another process made it between the list and the create: what we wanted.
+            }
+        }
+        return created
+    }
+
+    /// Runs a write, waiting out ARM-style throttling (429 with Retry-After) as a client must.
+    static func retryingThrottled<T: Sendable>(attempts: Int = 100, _ body: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch let error as CloudError where error.status == 429 && attempt < attempts {
+                attempt += 1
+                try await Task.sleep(for: .seconds(max(0.05, error.retryAfter ?? 1)))
+            }
+        }
+    }
+}
+
+// MARK: - Shared pieces of the local commands
+
+extension BackendOptions {
+    /// The repository path to derive the state directory from. A repository is required only when
+    /// neither `--state-dir` nor `IMAGEFACTORY_STATE_DIR` says where the state is, so `show` and
+    /// `reset` work on any state directory.
+    func localRepositoryPath(_ repository: RepositoryOptions,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        if stateDir != nil || !(environment["IMAGEFACTORY_STATE_DIR"] ?? "").isEmpty {
+            return (try? repository.repositoryPath()) ?? FileManager.default.currentDirectoryPath
+        }
+        return try repository.repositoryPath()
+    }
+
+    /// `local` commands act on the embedded local cloud only.
+    func validateLocal() throws {
+        if backend != .local {
+            throw ValidationError("`imagefactory local` works on the embedded local cloud only; drop --backend \(backend.rawValue).")
+        }
+    }
+}
+
+/// What `local` commands share: the configuration, the opened cloud and lab look-up.
+private struct LocalSession {
+    var configuration: FactoryConfiguration
+    var cloud: LocalCloud
+
+    /// Loads the configuration and opens the local cloud in its state directory.
+    static func open(_ repository: RepositoryOptions, _ backend: BackendOptions) throws -> LocalSession {
+        let snapshot = try repository.source().load()
+        let configuration = ConfigurationLoader.load(snapshot, settingsLayers: [SettingsLayer.environment(ProcessInfo.processInfo.environment)])
+        let repositoryPath = try repository.repositoryPath()
+        return LocalSession(configuration: configuration, cloud: try backend.openLocalCloud(repositoryPath: repositoryPath))
+    }
+
+    /// The lab named `name` among the labs of Labs.json and the factory lab (case-insensitive, as Azure).
+    func lab(named name: String) async throws -> Lab {
+        let settings = configuration.settings
+        var candidates = [LocalCloudBootstrap.factoryLabID(settings)]
+        candidates += configuration.labs.map(LocalCloudBootstrap.labID(for:))
+        var matches: [LabID] = []
+        for id in candidates where id.name.lowercased() == name.lowercased() && !matches.contains(where: { $0.key == id.key }) {
+            matches.append(id)
+        }
+        guard let id = matches.first else {
+            let known = ([settings.factoryLab] + configuration.labs.map(\.labName)).prefix(20).joined(separator: ", ")
+            throw FactoryError.invalidInput("There is no lab named \"\(name)\" in Labs.json, and it is not the factory lab.",
+                                            hint: "Known labs: \(known).")
+        }
+        guard matches.count == 1 else {
+            throw FactoryError.invalidInput("Several labs are named \"\(name)\": \(matches.map(\.description).joined(separator: "; ")).",
+                                            hint: "Give the labs distinct names in Labs.json.")
+        }
+        return try await cloud.getLab(id)
+    }
+
+    /// Polls a long-running operation until it ends, within the factory's operation time limit.
+    func wait(_ handle: OperationHandle, what: String) async throws {
+        let deadline = Date().addingTimeInterval(Double(configuration.settings.timeoutMinutes) * 60)
+        var delay = handle.retryAfter
+        while true {
+            guard Date() < deadline else {
+                throw FactoryError(.workFailed, "\(what) did not finish within \(configuration.settings.timeoutMinutes) minutes.")
+            }
+            if delay > 0 { try await Task.sleep(for: .seconds(min(delay, 5))) }
+            switch try await cloud.pollOperation(handle) {
+            case .succeeded: return
+            case .failed(let error): throw error
+            case .inProgress(let retryAfter): delay = retryAfter
+            }
+        }
+    }
+}
+
+/// Parses repeated `--tag KEY=VALUE` options into tags.
+private enum TagArguments {
+    static func parse(_ values: [String]) throws -> [String: String] {
+        var tags: [String: String] = [:]
+        for value in values {
+            guard let eq = value.firstIndex(of: "="), eq != value.startIndex else {
+                throw ValidationError("--tag \(value) is not KEY=VALUE.")
+            }
+            let key = String(value[..<eq])
+            if tags[key] != nil { throw ValidationError("--tag \(key) is given twice.") }
+            tags[key] = String(value[value.index(after: eq)...])
+        }
+        return tags
+    }
+}
+
+/// In `add-vm` and `add-image` the user chose the names directly, so what the cloud refuses about
+/// them (400, a 409 name conflict) is invalid input (exit 2), not failed work.
+private func inputError(_ error: Error, hint: String) -> Error {
+    guard let cloud = error as? CloudError, cloud.status == 400 || (cloud.status == 409 && cloud.code == "Conflict") else { return error }
+    return FactoryError.invalidInput(cloud.message, hint: hint)
+}
+
+private extension OSType {
+    /// A marketplace image for a manually placed VM.
+    var marketplaceImage: [String: String] {
+        switch self {
+        case .windows: ["publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2022-datacenter", "version": "latest", "osType": "Windows"]
+        case .linux: ["publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts", "version": "latest", "osType": "Linux"]
+        }
+    }
+}
+
+enum LocalOSArgument: String, ExpressibleByArgument, CaseIterable {
+    case windows, linux
+    var osType: OSType { self == .windows ? .windows : .linux }
+}
+
+// MARK: - local init
+
+/// `imagefactory local init`: creates the factory lab, its container and every lab of Labs.json.
+struct LocalInitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create the factory lab and every lab of Labs.json in the local cloud (idempotent).")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var backend: BackendOptions
+
+    func validate() throws { try backend.validateLocal() }
+
+    func run() async throws {
+        do {
+            let session = try LocalSession.open(repository, backend)
+            guard session.configuration.isValid else {
+                throw FactoryError(.invalidInput, session.configuration.diagnostics.errors)
+            }
+            let created = try await LocalCloudBootstrap.ensure(cloud: session.cloud, configuration: session.configuration)
+            let labs = session.configuration.labs.count + 1
+            Console.out("Local cloud in \(session.cloud.stateDirectory.path)")
+            if created.isEmpty {
+                Console.out("Nothing to create: the factory lab, its container and the \(labs - 1) lab\(labs == 2 ? "" : "s") of Labs.json exist.")
+            } else {
+                for line in created { Console.out("  created \(line)") }
+                Console.out("Created \(created.count) resource\(created.count == 1 ? "" : "s"); \(labs) lab\(labs == 1 ? "" : "s") in all.")
+            }
+        } catch {
+            throw ErrorMapper.report(error, ci: CIMode.detect())
+        }
+    }
+}
+
+// MARK: - local show
+
+/// What `local show --json` prints: the whole local cloud.
+struct LocalCloudInventory: Codable, Sendable {
+    struct VM: Codable, Sendable {
+        var name: String
+        var tags: [String: String]
+        var provisioningState: String
+        var powerState: String
+        var osType: String?
+        var generalized: Bool
+    }
+
+    struct Image: Codable, Sendable {
+        var name: String
+        var tags: [String: String]
+        var createdAt: Date
+        var provisioningState: String
+        var osType: String
+    }
+
+    struct Blob: Codable, Sendable {
+        var name: String
+        var contentLength: Int64
+        var copyStatus: String?
+    }
+
+    struct Container: Codable, Sendable {
+        var name: String
+        var blobs: [Blob]
+    }
+
+    struct LabEntry: Codable, Sendable {
+        var subscriptionId: String
+        var resourceGroup: String
+        var name: String
+        var location: String
+        var storageAccount: String
+        var vms: [VM]
+        var customImages: [Image]
+        var containers: [Container]
+    }
+
+    var stateDirectory: String
+    var labs: [LabEntry]
+
+    /// Reads everything through the backend's own calls.
+    static func read(_ cloud: LocalCloud) async throws -> LocalCloudInventory {
+        var labs: [LabEntry] = []
+        for lab in try await cloud.allLabs() {
+            let vms = try await cloud.listVirtualMachines(lab: lab.id).map {
+                VM(name: $0.id.name, tags: $0.tags, provisioningState: $0.provisioningState, powerState: $0.powerState,
+                   osType: $0.osType?.rawValue, generalized: $0.generalized)
+            }
+            let images = try await cloud.listCustomImages(lab: lab.id).map {
+                Image(name: $0.id.name, tags: $0.tags, createdAt: $0.createdAt, provisioningState: $0.provisioningState, osType: $0.osType.rawValue)
+            }
+            var containers: [Container] = []
+            for name in try await cloud.listContainers(account: lab.storageAccount) {
+                let blobs = try await cloud.listBlobs(container: ContainerID(account: lab.storageAccount, name: name), prefix: nil)
+                containers.append(Container(name: name, blobs: blobs.map {
+                    Blob(name: $0.id.name, contentLength: $0.contentLength, copyStatus: $0.copyStatus?.rawValue)
+                }))
+            }
+            labs.append(LabEntry(subscriptionId: lab.id.subscriptionId, resourceGroup: lab.id.resourceGroup, name: lab.id.name,
+                                 location: lab.location, storageAccount: lab.storageAccount.name, vms: vms, customImages: images,
+                                 containers: containers))
+        }
+        return LocalCloudInventory(stateDirectory: cloud.stateDirectory.path, labs: labs)
+    }
+}
+
+/// The human view of `local show`: one tree per lab.
+enum LocalCloudInventoryRenderer {
+    struct Node {
+        var text: String
+        var children: [Node] = []
+    }
+
+    static func lines(_ inventory: LocalCloudInventory) -> [String] {
+        var out = ["Local cloud in \(inventory.stateDirectory): \(count(inventory.labs.count, "lab"))"]
+        for lab in inventory.labs {
+            out.append("")
+            out.append("\(lab.name)  [\(lab.subscriptionId) / \(lab.resourceGroup)]  \(lab.location)")
+            let vms = lab.vms.map { vm in
+                Node(text: "\(vm.name)  \(vm.provisioningState), \(vm.powerState)\(vm.generalized ? ", generalized" : "")\(tagText(vm.tags))")
+            }
+            let images = lab.customImages.map { image in
+                Node(text: "\(image.name)  \(image.provisioningState), created \(image.createdAt.ISO8601Format())\(tagText(image.tags))")
+            }
+            let containers = lab.containers.map { container in
+                Node(text: "\(container.name)/  (\(count(container.blobs.count, "blob")))", children: container.blobs.map { blob in
+                    Node(text: "\(blob.name)  \(byteText(blob.contentLength))\(blob.copyStatus.map { ", copy \($0)" } ?? "")")
+                })
+            }
+            render([
+                Node(text: "virtual machines (\(lab.vms.count))", children: vms),
+                Node(text: "custom images (\(lab.customImages.count))", children: images),
+                Node(text: "storage account \(lab.storageAccount) (\(count(lab.containers.count, "container")))", children: containers),
+            ], prefix: "", into: &out)
+        }
+        return out
+    }
+
+    static func render(_ nodes: [Node], prefix: String, into out: inout [String]) {
+        for (i, node) in nodes.enumerated() {
+            let last = i == nodes.count - 1
+            out.append(prefix + (last ? "└─ " : "├─ ") + node.text)
+            render(node.children, prefix: prefix + (last ? "   " : "│  "), into: &out)
+        }
+    }
+
+    static func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
+
+    static func tagText(_ tags: [String: String]) -> String {
+        tags.isEmpty ? "" : "  tags: " + tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+    }
+
+    static func byteText(_ bytes: Int64) -> String {
+        let value = Double(bytes)
+        if bytes >= 1 << 30 { return String(format: "%.2f GiB", value / 1_073_741_824) }
+        if bytes >= 1 << 20 { return String(format: "%.1f MiB", value / 1_048_576) }
+        if bytes >= 1 << 10 { return String(format: "%.1f KiB", value / 1024) }
+        return "\(bytes) bytes"
+    }
+}
+
+/// `imagefactory local show`: labs, VMs, custom images and blobs as a tree, or JSON.
+struct LocalShowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show the local cloud's labs, VMs, custom images and blobs.")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var backend: BackendOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws { try backend.validateLocal() }
+
+    func run() async throws {
+        do {
+            let repositoryPath = try backend.localRepositoryPath(repository)
+            let directory = backend.stateDirectory(repositoryPath: repositoryPath)
+            let inventory: LocalCloudInventory
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("cloud.sqlite").path) {
+                let cloud = try backend.openLocalCloud(repositoryPath: repositoryPath)
+                inventory = try await LocalCloudInventory.read(cloud)
+            } else {
+                // Showing must not create a cloud: an absent one is simply empty.
+                inventory = LocalCloudInventory(stateDirectory: directory.path, labs: [])
+            }
+            if output.json {
+                Console.out(try JSONOutput.encode(inventory))
+            } else {
+                LocalCloudInventoryRenderer.lines(inventory).forEach(Console.out)
+                if inventory.labs.isEmpty { Console.out("Run `imagefactory local init` to create the labs of Labs.json.") }
+            }
+        } catch {
+            throw ErrorMapper.report(error, ci: output.ciMode)
+        }
+    }
+}
+
+// MARK: - local reset
+
+/// `imagefactory local reset`: deletes the local cloud's state, so the next command starts afresh.
+struct LocalResetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reset",
+        abstract: "Delete everything in the local cloud's state directory.",
+        discussion: "Asks for --yes when run from a terminal. Only a directory holding a local cloud (cloud.sqlite) is touched.")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var backend: BackendOptions
+
+    @Flag(name: .long, help: "Delete without asking (needed when standard input is a terminal).")
+    var yes = false
+
+    func validate() throws { try backend.validateLocal() }
+
+    func run() async throws {
+        do {
+            let directory = backend.stateDirectory(repositoryPath: try backend.localRepositoryPath(repository))
+            let fm = FileManager.default
+            guard fm.fileExists(atPath: directory.path) else {
+                Console.out("Nothing to reset: \(directory.path) does not exist.")
+                return
+            }
+            guard fm.fileExists(atPath: directory.appendingPathComponent("cloud.sqlite").path) else {
+                throw FactoryError.invalidInput("\(directory.path) does not look like a local cloud state directory (no cloud.sqlite); nothing was deleted.",
+                                                hint: "Check --state-dir or IMAGEFACTORY_STATE_DIR.")
+            }
+            if isatty(STDIN_FILENO) != 0 && !yes {
+                throw FactoryError.invalidInput("Resetting deletes everything in \(directory.path).",
+                                                hint: "Run again with --yes to confirm.")
+            }
+            let entries = try fm.contentsOfDirectory(atPath: directory.path).sorted()
+            var total: Int64 = 0
+            Console.out("Resetting the local cloud in \(directory.path)")
+            for name in entries {
+                let url = directory.appendingPathComponent(name)
+                let (files, bytes, isDirectory) = Self.measure(url)
+                try fm.removeItem(at: url)
+                total += bytes
+                let contents = isDirectory ? "\(LocalCloudInventoryRenderer.count(files, "file")), " : ""
+                Console.out("  removed \(name)\(isDirectory ? "/" : "")  (\(contents)\(LocalCloudInventoryRenderer.byteText(bytes)) on disk)")
+            }
+            Console.out("Removed \(entries.count) entr\(entries.count == 1 ? "y" : "ies"), \(LocalCloudInventoryRenderer.byteText(total)) on disk.")
+        } catch {
+            throw ErrorMapper.report(error, ci: CIMode.detect())
+        }
+    }
+
+    /// Files under a path and the bytes they occupy on disk (sparse files count only their data).
+    static func measure(_ url: URL) -> (files: Int, bytes: Int64, isDirectory: Bool) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return (0, 0, false) }
+        guard isDirectory.boolValue else { return (1, SparseFile.allocatedBytes(url), false) }
+        var files = 0
+        var bytes: Int64 = 0
+        let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey])
+        while let item = enumerator?.nextObject() as? URL {
+            if (try? item.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
+                files += 1
+                bytes += SparseFile.allocatedBytes(item)
+            }
+        }
+        return (files, bytes, true)
+    }
+}
+
+// MARK: - local add-vm / add-image
+
+/// `imagefactory local add-vm`: deploys a VM the factory did not create.
+struct LocalAddVMCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add-vm",
+        abstract: "Place a VM the factory did not create in a lab (to try retention and cleanup safety).")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var backend: BackendOptions
+
+    @Option(help: ArgumentHelp("A lab of Labs.json, or the factory lab.", valueName: "lab"))
+    var lab: String
+
+    @Option(help: ArgumentHelp("The VM's name (Windows: at most 15 characters).", valueName: "name"))
+    var name: String
+
+    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag on the VM; repeat for more.", valueName: "key=value"))
+    var tags: [String] = []
+
+    @Option(help: ArgumentHelp("The VM's operating system.", valueName: "os"))
+    var os: LocalOSArgument = .windows
+
+    func validate() throws {
+        try backend.validateLocal()
+        _ = try TagArguments.parse(tags)
+    }
+
+    /// A minimal lab VM template, as a person deploying from the portal would produce.
+    static func template(name: String, lab: String, os: OSType) throws -> Data {
+        let resource: [String: Any] = [
+            "type": "Microsoft.DevTestLab/labs/virtualmachines",
+            "apiVersion": "2018-09-15",
+            "name": "\(lab)/\(name)",
+            "location": "[resourceGroup().location]",
+            "properties": [
+                "galleryImageReference": os.marketplaceImage,
+                "size": "Standard_B2s",
+                "userName": "labuser",
+                "allowClaim": false,
+            ] as [String: Any],
+        ]
+        let template: [String: Any] = [
+            "$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json#",
+            "contentVersion": "1.0.0.0",
+            "resources": [resource],
+        ]
+        return try JSONSerialization.data(withJSONObject: template, options: [.sortedKeys, .prettyPrinted])
+    }
+
+    func run() async throws {
+        do {
+            let tags = try TagArguments.parse(self.tags)
+            if let problem = Naming.vmNameProblem(name, osType: os.osType) {
+                throw FactoryError.invalidInput("The VM name \"\(name)\" is invalid: it \(problem).", hint: "Choose another --name.")
+            }
+            let session = try LocalSession.open(repository, backend)
+            _ = try await LocalCloudBootstrap.ensure(cloud: session.cloud, configuration: session.configuration)
+            let lab = try await session.lab(named: self.lab)
+            let id = VirtualMachineID(lab: lab.id, name: name)
+            let request = VMDeploymentRequest(
+                vm: id, template: try Self.template(name: name, lab: lab.id.name, os: os.osType),
+                parameters: ["newVMName": name, "labName": lab.id.name], artifacts: [], tags: tags, deploymentName: "manual-\(name)")
+            let handle: OperationHandle
+            do {
+                handle = try await LocalCloudBootstrap.retryingThrottled { try await session.cloud.deployVirtualMachine(request) }
+            } catch {
+                throw inputError(error, hint: "Choose another --name; `imagefactory local show` lists the lab's VMs.")
+            }
+            try await session.wait(handle, what: "The deployment of VM \(name)")
+            let vm = try await session.cloud.getVirtualMachine(id)
+            Console.out("Added VM \(vm.id.name) to lab \(lab.id.name): \(vm.provisioningState), \(vm.powerState)\(LocalCloudInventoryRenderer.tagText(vm.tags))")
+        } catch {
+            throw ErrorMapper.report(error, ci: CIMode.detect())
+        }
+    }
+}
+
+/// `imagefactory local add-image`: creates a custom image the factory did not create.
+struct LocalAddImageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add-image",
+        abstract: "Place a custom image the factory did not create in a lab (to try retention and cleanup safety).")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var backend: BackendOptions
+
+    @Option(help: ArgumentHelp("A lab of Labs.json, or the factory lab.", valueName: "lab"))
+    var lab: String
+
+    @Option(help: ArgumentHelp("The custom image's name.", valueName: "name"))
+    var name: String
+
+    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag on the image; repeat for more.", valueName: "key=value"))
+    var tags: [String] = []
+
+    @Option(help: ArgumentHelp("The image's operating system.", valueName: "os"))
+    var os: LocalOSArgument = .windows
+
+    /// The container that briefly holds the image's VHD in the lab's storage account.
+    static let container = "manual"
+
+    func validate() throws {
+        try backend.validateLocal()
+        _ = try TagArguments.parse(tags)
+        if name.trimmingCharacters(in: .whitespaces).isEmpty || name.count > 80 || name.contains(where: { "/\\?#%<>&".contains($0) }) {
+            throw ValidationError("--name \"\(name)\" is not a custom image name: use 1 to 80 characters, none of / \\ ? # % < > &.")
+        }
+    }
+
+    func run() async throws {
+        do {
+            let tags = try TagArguments.parse(self.tags)
+            let session = try LocalSession.open(repository, backend)
+            _ = try await LocalCloudBootstrap.ensure(cloud: session.cloud, configuration: session.configuration)
+            let lab = try await session.lab(named: self.lab)
+            let cloud = session.cloud
+
+            // A small generalized VHD (1 MiB, sparse) in the lab's own storage, as DevTest Labs requires.
+            let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("imagefactory-\(UUID().uuidString).vhd")
+            defer { try? FileManager.default.removeItem(at: temporary) }
+            try VirtualDisk.write(VirtualDisk.Content(osType: os.osType, baseImage: "manual:\(name)", artifacts: [], generalized: true,
+                                                      virtualSize: 1 << 20), to: temporary)
+            let container = ContainerID(account: lab.storageAccount, name: Self.container)
+            do {
+                try await cloud.createContainer(container)
+            } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
+            let blob = BlobID(container: container, name: "\(name.replacingOccurrences(of: " ", with: "-"))-\(UUID().uuidString.prefix(8).lowercased()).vhd")
+            _ = try await cloud.putBlob(blob, data: try Data(contentsOf: temporary), metadata: ["createdBy": "imagefactory local add-image"])
+
+            let id = CustomImageID(lab: lab.id, name: name)
+            let request = CustomImageRequest(id: id, vhd: blob, osType: os.osType, sysprep: true,
+                                             description: "Placed by `imagefactory local add-image`.", author: "imagefactory local", tags: tags)
+            do {
+                let handle: OperationHandle
+                do {
+                    handle = try await LocalCloudBootstrap.retryingThrottled { try await cloud.createCustomImage(request) }
+                } catch {
+                    throw inputError(error, hint: "Choose another --name; `imagefactory local show` lists the lab's custom images.")
+                }
+                try await session.wait(handle, what: "The creation of custom image \(name)")
+            } catch {
+                try? await cloud.deleteBlob(blob)
+                throw error
+            }
+            // The image keeps its own copy of the disk: the VHD blob has served its purpose.
+            try await cloud.deleteBlob(blob)
+            let image = try await cloud.getCustomImage(id)
+            Console.out("Added custom image \(image.id.name) to lab \(lab.id.name): \(image.provisioningState)\(LocalCloudInventoryRenderer.tagText(image.tags))")
+        } catch {
+            throw ErrorMapper.report(error, ci: CIMode.detect())
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import FactoryEngine
+import FactoryModel
+import Foundation
+
+/// The human view of a plan: grouped by stage and lab, with counts and reasons.
+enum PlanRenderer {
+    static func print(_ plan: Plan) {
+        Console.out("Plan at commit \(plan.commit ?? "worktree") (inventory \(plan.inventoryFingerprint.prefix(12))), factory lab \(plan.factoryLab)")
+        if plan.actions.isEmpty { Console.out("  Nothing to do: every lab is up to date.") }
+        for stage in Stage.allCases {
+            let actions = plan.actions(in: stage)
+            guard !actions.isEmpty else { continue }
+            Console.out("\n\(stage.rawValue) (\(actions.count)):")
+            let byLab = Dictionary(grouping: actions) { $0.lab ?? "-" }
+            for lab in byLab.keys.sorted() {
+                Console.out("  \(lab):")
+                for a in byLab[lab]! {
+                    let what = [a.imageName ?? a.vmName ?? a.resource?.split(separator: "\n").first.map(String.init), a.imagePath.map { "[\($0)]" }]
+                        .compactMap { $0 }.joined(separator: " ")
+                    Console.out("    \(a.kind.rawValue) \(what): \(a.reason)")
+                }
+            }
+        }
+        let distribute = plan.actions(in: .distribute)
+        let cross = distribute.filter { $0.crossRegion == true }.count
+        Console.out("\n\(plan.actions.count) action\(plan.actions.count == 1 ? "" : "s"): " + Stage.allCases.map { "\(plan.actions(in: $0).count) \($0.rawValue)" }.joined(separator: ", ")
+                    + (cross > 0 ? "; \(cross) cross-region cop\(cross == 1 ? "y" : "ies")" : ""))
+        if !plan.diagnostics.isEmpty {
+            Console.out("")
+            DiagnosticRenderer.printText(plan.diagnostics, to: Console.out)
+        }
+    }
+}
+
+/// One line per event with a timestamp (the non-TTY view).
+final class EventPrinter: Sendable {
+    let json: Bool
+    init(json: Bool) { self.json = json }
+
+    func line(_ text: String) {
+        Console.out("\(RecordTimestamp.format(Date()).prefix(23)) \(text)")
+    }
+
+    func event(_ event: FactoryEvent) {
+        switch event {
+        case .stageStarted(let stage, let count): line("== \(stage.rawValue): \(count) action\(count == 1 ? "" : "s")")
+        case .actionStarted(let a): line("   start \(a.id)")
+        case .actionFinished(let r):
+            let detail = r.message.map { ": \($0)" } ?? ""
+            line("   \(r.outcome.rawValue) \(r.action.id) (\(String(format: "%.1f", r.duration))s)\(detail)")
+        case .stageFinished(let stage, let ok, let failed, let skipped):
+            line("== \(stage.rawValue) done: \(ok) succeeded, \(failed) failed, \(skipped) skipped")
+        case .note(let text): line(text)
+        }
+    }
+}
+
+/// The end-of-run summary: what failed, with the resource and the cloud's message.
+enum SummaryRenderer {
+    static func print(_ summary: RunSummary) {
+        let ok = summary.results.filter { $0.outcome == .succeeded }.count
+        let skipped = summary.results.filter { $0.outcome == .skipped }.count
+        Console.out("\nSummary of run \(summary.runID): \(ok) succeeded, \(summary.failed.count) failed, \(skipped) skipped")
+        for r in summary.failed {
+            Console.out("  FAILED \(r.action.kind.rawValue) \(r.action.id)\(r.action.lab.map { " in \($0)" } ?? ""): \(r.message ?? "")")
+        }
+        for r in summary.results where r.outcome == .skipped {
+            Console.out("  skipped \(r.action.id): \(r.message ?? "")")
+        }
+        let errors = summary.diagnostics.errors
+        if !errors.isEmpty { DiagnosticRenderer.printText(errors, to: Console.out) }
+        Console.out(summary.succeeded ? "Result: success" : "Result: FAILED (exit 1)")
+    }
+}
