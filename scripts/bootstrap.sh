@@ -6,6 +6,7 @@ need=()
 dpkg -s libgit2-dev >/dev/null 2>&1 || need+=(libgit2-dev)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

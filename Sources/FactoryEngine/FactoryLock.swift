@@ -61,10 +61,22 @@ public struct FactoryLock: Sendable {
         try await client.call { try await backend.renewLease(lock, leaseID: runID) }
     }
 
+    /// Releases the lease. Runs even when the run was cancelled (Ctrl-C), so the next run need not wait.
     public func release(runID: String) async {
         let backend = client.backend
         let lock = lockBlob
-        try? await client.call { try await backend.releaseLease(lock, leaseID: runID) }
+        await Task.detached {
+            for _ in 0..<3 {
+                do {
+                    try await backend.releaseLease(lock, leaseID: runID)
+                    return
+                } catch let error as CloudError where error.isTransient {
+                    try? await Task.sleep(for: .milliseconds(200))
+                } catch {
+                    return
+                }
+            }
+        }.value
     }
 
     /// Runs `body` while holding the lock, renewing it in the background.

@@ -106,12 +106,13 @@ public struct InventoryReader: Sendable {
         async let vms = client.call { try await backend.listVirtualMachines(lab: factoryID) }
         async let factoryImages = client.call { try await backend.listCustomImages(lab: factoryID) }
         async let deployments = client.call { try await backend.listDeployments(subscriptionId: factoryID.subscriptionId, resourceGroup: factoryID.resourceGroup) }
-        let blobs = try await listOrEmpty(container)
+        // The lock's own blobs are the lock's business, not inventory: a run holding the lock must not change the fingerprint.
+        let blobs = try await listOrEmpty(container).filter {
+            $0.id.name != FactoryPlanner.lockBlob && $0.id.name != FactoryPlanner.lockHolderBlob
+        }
 
         // Records: one read each, in parallel.
-        let recordBlobs = blobs.filter {
-            $0.id.name.lowercased().hasSuffix(".json") && $0.id.name != FactoryPlanner.lockHolderBlob && $0.id.name != FactoryPlanner.lockBlob
-        }
+        let recordBlobs = blobs.filter { $0.id.name.lowercased().hasSuffix(".json") }
         let client = self.client
         let decoded: [(VhdRecord?, Diagnostic?)] = try await BoundedConcurrency.map(recordBlobs, limit: concurrency) { blob in
             do {

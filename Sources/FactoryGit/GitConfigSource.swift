@@ -169,6 +169,11 @@ public struct GitConfigSource: ConfigSource {
         let rootPath = root.standardizedFileURL.path
         if let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) {
             for case let url as URL in enumerator {
+                // Git's own folder (or a nested repository's) is never configuration: with --config-dir . it is inside root.
+                if url.lastPathComponent == ".git" {
+                    enumerator.skipDescendants()
+                    continue
+                }
                 guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
                 let full = url.standardizedFileURL.path
                 guard full.hasPrefix(rootPath + "/") else { continue }

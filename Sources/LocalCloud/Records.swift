@@ -106,6 +106,8 @@ struct BlobRecord: Codable, Sendable {
     struct Lease: Codable, Sendable {
         var id: String
         var expiresAt: Date
+        /// Seconds a renewal extends the lease by; -1 for infinite.
+        var duration: Double?
     }
 
     func properties(at now: Date) -> BlobProperties {

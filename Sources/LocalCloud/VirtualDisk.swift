@@ -79,7 +79,9 @@ public enum VirtualDisk {
         u32(0x0001_0000)  // file format version 1.0
         u64(UInt64.max)  // data offset: none for fixed disks
         u32(0x30D3_9800)  // timestamp: fixed, seconds since 2000-01-01 (2026-01-01), so bytes are reproducible
-        f.append(contentsOf: Array("ifac".utf8))  // creator application
+        // Creator application "win " (Hyper-V): readers such as qemu then take the size from the
+        // footer, as Azure does, instead of the CHS geometry, which rounds most sizes down.
+        f.append(contentsOf: Array("win ".utf8))
         u32(0x0001_0000)  // creator version
         f.append(contentsOf: Array("Wi2k".utf8))  // creator host OS, as Azure's tools write
         u64(UInt64(virtualSize))  // original size

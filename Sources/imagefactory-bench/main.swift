@@ -526,6 +526,8 @@ do {
     switch arguments.first {
     case "validate-config":
         try validateConfig(ValidateOptions.parse(arguments.dropFirst()))
+    case "copy":
+        try await CopyBenchmark.run(arguments: Array(arguments.dropFirst()))
     case nil, "-h", "--help", "help":
         print(usage)
     default:

@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+
+/// The built binary running the whole factory on fixture repositories against the local cloud.
+@Suite(.serialized)
+struct FactoryRunTests {
+    /// Environment for quick runs: fast latency, short lock leases.
+    static let fast = ["IMAGEFACTORY_LOCAL_LATENCY": "fast", "IMAGEFACTORY_LOCK_SECONDS": "1"]
+    static let instant = ["IMAGEFACTORY_LOCAL_LATENCY": "instant", "IMAGEFACTORY_LOCK_SECONDS": "1"]
+
+    struct Show: Decodable {
+        struct Lab: Decodable {
+            var name: String
+            var vms: [VM]
+            var customImages: [Image]
+        }
+        struct VM: Decodable {
+            var name: String
+            var tags: [String: String]
+        }
+        struct Image: Decodable {
+            var name: String
+            var tags: [String: String]
+        }
+        var labs: [Lab]
+    }
+
+    static func show(_ repo: FixtureRepository) throws -> Show {
+        let result = try ImageFactory.run(["local", "show", "--json", "--repo", repo.path], environment: instant)
+        #expect(result.status == 0, "\(result)")
+        return try JSONDecoder().decode(Show.self, from: Data(result.stdout.utf8))
+    }
+
+    static func operations(_ repo: FixtureRepository) throws -> [[String: Any]] {
+        let text = try String(contentsOf: repo.url(".imagefactory/operations.jsonl"), encoding: .utf8)
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    /// Every lab holds exactly one image per subscribed path, the factory lab no VMs.
+    static func expectFinished(_ repo: FixtureRepository) throws {
+        let show = try show(repo)
+        let factory = try #require(show.labs.first { $0.name == "ImageFactory" })
+        #expect(factory.vms.isEmpty, "factory VMs left: \(factory.vms.map(\.name))")
+        let expected = ["DeveloperLab": 4, "TrainingLab": 4, "QALab": 3, "DataScienceLab": 2]
+        for (name, count) in expected {
+            let lab = try #require(show.labs.first { $0.name == name })
+            #expect(lab.customImages.count == count, "\(name): \(lab.customImages.map(\.name))")
+            let paths = lab.customImages.compactMap { $0.tags["ImagePath"] }
+            #expect(Set(paths).count == paths.count, "duplicate images in \(name)")
+        }
+    }
+
+    @Test func fullRunThenNothingToDo() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let first = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.instant)
+            #expect(first.status == 0, "\(first)")
+            #expect(first.stdout.contains("34 succeeded, 0 failed"), "\(first.stdout)")
+            try Self.expectFinished(repo)
+            let writesBefore = try Self.operations(repo).filter { $0["write"] as? Bool == true }.count
+            let second = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.instant)
+            #expect(second.status == 0, "\(second)")
+            #expect(second.stdout.contains("0 actions"), "\(second.stdout)")
+            let operations = try Self.operations(repo)
+            #expect(operations.filter { $0["write"] as? Bool == true }.count == writesBefore)
+            #expect(operations.allSatisfy { $0["start"] is String && $0["end"] is String && $0["kind"] is String && $0["result"] is String })
+        }
+    }
+
+    @Test func killedRunFinishesOnTheNextRun() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let process = Process()
+            process.executableURL = try ImageFactory.binary()
+            process.arguments = ["run", "--repo", repo.path]
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
+            for (k, v) in Self.fast { environment[k] = v }
+            process.environment = environment
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Kill it in the middle of the build and distribution stages.
+            Thread.sleep(forTimeInterval: 0.9)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            #expect(process.terminationReason == .uncaughtSignal)
+            Thread.sleep(forTimeInterval: 1.2)  // the killed run's lock lease expires
+            let again = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.fast)
+            #expect(again.status == 0, "\(again)")
+            try Self.expectFinished(repo)
+            let records = try ImageFactory.run(["images", "--json", "--repo", repo.path], environment: Self.instant)
+            let list = try JSONSerialization.jsonObject(with: Data(records.stdout.utf8)) as? [[String: Any]] ?? []
+            #expect(list.count == 7, "\(records.stdout)")
+            let third = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.fast)
+            #expect(third.stdout.contains("0 actions"), "\(third)")
+        }
+    }
+
+    @Test func overlappingRunIsRefused() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            // Initialise the cloud first so the first run reaches its lock quickly.
+            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.fast).status == 0)
+            let process = Process()
+            process.executableURL = try ImageFactory.binary()
+            process.arguments = ["run", "--repo", repo.path]
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
+            environment["IMAGEFACTORY_LOCAL_LATENCY"] = "fast"
+            process.environment = environment
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var locked = false
+            for _ in 0..<100 where !locked {
+                Thread.sleep(forTimeInterval: 0.05)
+                locked = (try? Self.operations(repo))?.contains { $0["kind"] as? String == "acquireLease" && $0["result"] as? String == "ok" } ?? false
+            }
+            #expect(locked)
+            let second = try ImageFactory.run(["run", "--repo", repo.path], environment: ["IMAGEFACTORY_LOCAL_LATENCY": "fast"])
+            process.waitUntilExit()
+            #expect(second.status == 1, "\(second)")
+            #expect(second.stderr.contains("The factory is busy: run "), "\(second)")
+            #expect(second.stderr.contains(" since "), "\(second)")
+            #expect(process.terminationStatus == 0)
+        }
+    }
+
+    @Test func interruptExitsWith130() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.fast).status == 0)
+            let process = Process()
+            process.executableURL = try ImageFactory.binary()
+            process.arguments = ["run", "--repo", repo.path]
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
+            for (k, v) in Self.fast { environment[k] = v }
+            process.environment = environment
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: 0.6)
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 130)
+            Thread.sleep(forTimeInterval: 1.2)
+            let again = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.fast)
+            #expect(again.status == 0, "\(again)")
+            try Self.expectFinished(repo)
+        }
+    }
+
+    @Test func foreignResourcesAreNeverTouched() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let env = Self.instant
+            #expect(try ImageFactory.run(["local", "add-vm", "--repo", repo.path, "--lab", "ImageFactory", "--name", "stray01"], environment: env).status == 0)
+            #expect(try ImageFactory.run(["local", "add-vm", "--repo", repo.path, "--lab", "ImageFactory", "--name", "keeper01", "--tag", "FactoryIgnore=true"], environment: env).status == 0)
+            #expect(try ImageFactory.run(["local", "add-image", "--repo", repo.path, "--lab", "QALab", "--name", "handmade", "--tag", "owner=qa"], environment: env).status == 0)
+            let run = try ImageFactory.run(["run", "--repo", repo.path], environment: env)
+            #expect(run.status == 1, "an unrecognized VM is an error: \(run)")
+            #expect(run.stdout.contains("stray01"), "\(run.stdout)")
+            let show = try Self.show(repo)
+            let factory = try #require(show.labs.first { $0.name == "ImageFactory" })
+            #expect(Set(factory.vms.map(\.name)) == ["stray01", "keeper01"])
+            let qa = try #require(show.labs.first { $0.name == "QALab" })
+            #expect(qa.customImages.contains { $0.name == "handmade" })
+            #expect(qa.customImages.count == 4)
+        }
+    }
+
+    @Test func staleSavedPlanIsRefused() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let env = Self.instant
+            let planFile = repo.url("plan.json").path
+            let plan = try ImageFactory.run(["plan", "--repo", repo.path, "--out", planFile], environment: env)
+            #expect(plan.status == 0, "\(plan)")
+            let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: planFile))) as? [String: Any]
+            #expect(saved?["formatVersion"] as? Int == 1)
+            #expect((saved?["actions"] as? [Any])?.count == 34)
+            // Someone changes a lab after the plan was made.
+            #expect(try ImageFactory.run(["local", "add-image", "--repo", repo.path, "--lab", "QALab", "--name", "handmade"], environment: env).status == 0)
+            let apply = try ImageFactory.run(["apply", planFile, "--repo", repo.path], environment: env)
+            #expect(apply.status == 2, "\(apply)")
+            #expect(apply.stderr.contains("changed since the plan was made"), "\(apply)")
+            // A fresh plan applies.
+            #expect(try ImageFactory.run(["plan", "--repo", repo.path, "--out", planFile], environment: env).status == 0)
+            let again = try ImageFactory.run(["apply", planFile, "--repo", repo.path], environment: env)
+            #expect(again.status == 0, "\(again)")
+        }
+    }
+
+    @Test func dryRunChangesNothing() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let dry = try ImageFactory.run(["run", "--dry-run", "--json", "--repo", repo.path], environment: Self.instant)
+            #expect(dry.status == 0, "\(dry)")
+            let plan = try JSONSerialization.jsonObject(with: Data(dry.stdout.utf8)) as? [String: Any]
+            let actions = plan?["actions"] as? [[String: Any]] ?? []
+            #expect(actions.count == 34)
+            #expect(Set(actions.compactMap { $0["stage"] as? String }) == ["build", "snap", "distribute", "cleanup"])
+            #expect(plan?["commit"] as? String == (try repo.git("rev-parse", "HEAD")))
+            #expect((plan?["inventoryFingerprint"] as? String)?.count == 64)
+            #expect(try Self.operations(repo).allSatisfy { $0["write"] as? Bool == false || $0["kind"] as? String == "createLab" || $0["kind"] as? String == "createContainer" })
+        }
+    }
+}
