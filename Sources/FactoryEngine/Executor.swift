@@ -19,6 +19,8 @@ public enum FactoryEvent: Sendable {
     case actionFinished(ActionResult)
     case stageFinished(Stage, succeeded: Int, failed: Int, skipped: Int)
     case note(String)
+    /// A secret the run made (a VM password): CI renderers register it for masking, never print it elsewhere.
+    case secret(String)
 }
 
 /// The outcome of a run: every action's result and the problems found while planning.
@@ -79,7 +81,7 @@ public struct FactoryExecutor: Sendable {
         let state = ExecutionState()
         for record in inventory.records { await state.addRecord(record) }
         var results: [ActionResult] = []
-        var diagnostics = plan.diagnostics
+        let diagnostics = plan.diagnostics
         let deletionsBlocked = plan.deletionCount > plan.settings.maxDeletions
         for stage in Stage.allCases where options.stages.contains(stage) {
             var actions = plan.actions(in: stage)
@@ -97,9 +99,6 @@ public struct FactoryExecutor: Sendable {
             events(.stageFinished(stage, succeeded: stageResults.filter { $0.outcome == .succeeded }.count,
                                   failed: stageResults.filter { $0.outcome == .failed }.count,
                                   skipped: stageResults.filter { $0.outcome == .skipped }.count))
-        }
-        for result in results where result.action.kind == .reportUnknownVM {
-            diagnostics.append(.error(result.action.reason))
         }
         return RunSummary(runID: options.runID, commit: plan.commit, results: results, diagnostics: diagnostics)
     }
@@ -196,10 +195,12 @@ public struct FactoryExecutor: Sendable {
         let vm = VirtualMachineID(lab: factory.id, name: t.vmName)
         let tags = [FactoryTag.imagePath: t.path, FactoryTag.commit: configuration.commit ?? "worktree",
                     FactoryTag.templateSha: t.blobSha, FactoryTag.runID: options.runID]
+        let password = Secrets.password()
+        events(.secret(password))
         let request = VMDeploymentRequest(
             vm: vm, template: t.templateJSON,
             parameters: ["newVMName": t.vmName, "labName": factory.id.name, "size": t.vmSize ?? settings.vmSize,
-                         "userName": "imagefactory", "password": Secrets.password()],
+                         "userName": "imagefactory", "password": password],
             artifacts: t.factoryArtifacts, tags: tags,
             deploymentName: "\(FactoryPlanner.deploymentPrefix)\(t.vmName.lowercased())-\(t.blobSha.prefix(8))")
         let handle = try await client.call { try await backend.deployVirtualMachine(request) }

@@ -70,6 +70,7 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var backend: BackendOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Stages to run (default: all): build snap distribute cleanup retire.", valueName: "stage"))
     var stages: [String] = []
@@ -85,8 +86,8 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let selected = Set(stages.flatMap { $0.split(separator: ",").compactMap { Stage(rawValue: String($0)) } })
-        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, force: runOptions.force,
-                                     stages: selected.isEmpty ? Set(Stage.allCases) : selected, dryRun: dryRun, planFile: nil)
+        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, reports: reports,
+                                     force: runOptions.force, stages: selected.isEmpty ? Set(Stage.allCases) : selected, dryRun: dryRun, planFile: nil)
     }
 }
 
@@ -101,13 +102,14 @@ struct StageCommand<S: StageName>: AsyncParsableCommand {
     @OptionGroup var backend: BackendOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     @Flag(name: .long, help: "Print the plan and change nothing.")
     var dryRun: Bool = false
 
     func run() async throws {
-        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, force: runOptions.force,
-                                     stages: [S.stage], dryRun: dryRun, planFile: nil)
+        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, reports: reports,
+                                     force: runOptions.force, stages: [S.stage], dryRun: dryRun, planFile: nil)
     }
 }
 
@@ -129,19 +131,22 @@ struct ApplyCommand: AsyncParsableCommand {
     @OptionGroup(title: "Factory settings") var settings: SettingsOptions
     @OptionGroup var backend: BackendOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     func run() async throws {
-        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, force: false,
-                                     stages: Set(Stage.allCases), dryRun: false, planFile: planFile)
+        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, reports: reports,
+                                     force: false, stages: Set(Stage.allCases), dryRun: false, planFile: planFile)
     }
 }
 
 /// The shared body of `run`, the stage commands and `apply`.
 enum FactoryRun {
     static func execute(repository: RepositoryOptions, settings: SettingsOptions, backend: BackendOptions, output: OutputOptions,
-                        force: Bool, stages: Set<Stage>, dryRun: Bool, planFile: String?) async throws {
+                        reports: ReportOptions, force: Bool, stages: Set<Stage>, dryRun: Bool, planFile: String?) async throws {
         let ci = output.ciMode
         let summary: RunSummary
+        let console: RunConsole
+        let startedAt = Date()
         do {
             let context = try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
             let plan: Plan
@@ -165,19 +170,18 @@ enum FactoryRun {
                 return
             }
             let runID = RunID.make()
-            let printer = EventPrinter(json: false)
-            printer.line("Run \(runID): \(selected.actions.count) action\(selected.actions.count == 1 ? "" : "s") at commit \(selected.commit?.prefix(12) ?? "worktree")")
+            let runConsole = RunConsole(ci: ci, options: reports, plan: selected)
+            console = runConsole
+            runConsole.start(runID: runID, plan: selected)
             summary = try await Interrupts.cancellable {
                 try await context.runner.execute(selected, runID: runID, stages: stages, requireSamePlanBasis: planFile != nil,
-                                                 events: { printer.event($0) })
+                                                 events: { runConsole.event($0) })
             }
         } catch {
             throw ErrorMapper.report(error, ci: ci)
         }
-        SummaryRenderer.print(summary)
-        DiagnosticRenderer.printAnnotations(summary.diagnostics + summary.failed.map {
-            .error("\($0.action.id) failed: \($0.message ?? "")")
-        }, ci: ci)
+        let report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
+        do { try console.finish(report, summary: summary) } catch { throw ErrorMapper.report(error, ci: ci) }
         if !summary.succeeded { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
     }
 }

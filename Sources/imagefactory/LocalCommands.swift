@@ -40,20 +40,29 @@ enum LocalCloudBootstrap {
     }
 
     /// Creates the factory lab, its container and the labs of Labs.json where missing; returns one
-    /// line per resource created (empty when everything existed).
+    /// line per resource created (empty when everything existed). Labs the cloud refuses (a name
+    /// Azure would not take) are reported together, with their Labs.json lines, after the others are made.
     static func ensure(cloud: LocalCloud, configuration: FactoryConfiguration) async throws -> [String] {
         let settings = configuration.settings
-        var wanted: [(id: LabID, location: String)] = [(factoryLabID(settings), settings.location)]
+        var wanted: [(id: LabID, location: String, line: Int?)] = [(factoryLabID(settings), settings.location, nil)]
         for lab in configuration.labs {
-            wanted.append((labID(for: lab), lab.location ?? settings.location))
+            wanted.append((labID(for: lab), lab.location ?? settings.location, lab.line))
         }
         var existing = Dictionary(try await cloud.allLabs().map { ($0.id.key, $0) }, uniquingKeysWith: { first, _ in first })
         var created: [String] = []
-        for (id, location) in wanted where existing[id.key] == nil {
-            let lab = try await retryingThrottled { try await cloud.createLab(id, location: location) }
-            existing[id.key] = lab
-            created.append("lab \(lab.id.name) (subscription \(lab.id.subscriptionId), resource group \(lab.id.resourceGroup), \(lab.location), storage account \(lab.storageAccount.name))")
+        var refused: [Diagnostic] = []
+        for (id, location, line) in wanted where existing[id.key] == nil {
+            do {
+                let lab = try await retryingThrottled { try await cloud.createLab(id, location: location) }
+                existing[id.key] = lab
+                created.append("lab \(lab.id.name) (subscription \(lab.id.subscriptionId), resource group \(lab.id.resourceGroup), \(lab.location), storage account \(lab.storageAccount.name))")
+            } catch let error as CloudError where error.status == 400 {
+                let file = line == nil ? nil : "\(configuration.configDirectory)/\(ConfigurationLoader.labsFile)"
+                refused.append(.error(error.message, file: file, line: line,
+                                      hint: line == nil ? "Fix the factory lab's name in the settings." : "Fix LabName in Labs.json."))
+            }
         }
+        if !refused.isEmpty { throw FactoryError(.invalidInput, refused) }
         guard let factory = existing[factoryLabID(settings).key] else { return created }
         let container = ContainerID(account: factory.storageAccount, name: settings.container)
         let containers = try await cloud.listContainers(account: factory.storageAccount)

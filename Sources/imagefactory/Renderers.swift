@@ -32,29 +32,6 @@ enum PlanRenderer {
     }
 }
 
-/// One line per event with a timestamp (the non-TTY view).
-final class EventPrinter: Sendable {
-    let json: Bool
-    init(json: Bool) { self.json = json }
-
-    func line(_ text: String) {
-        Console.out("\(RecordTimestamp.format(Date()).prefix(23)) \(text)")
-    }
-
-    func event(_ event: FactoryEvent) {
-        switch event {
-        case .stageStarted(let stage, let count): line("== \(stage.rawValue): \(count) action\(count == 1 ? "" : "s")")
-        case .actionStarted(let a): line("   start \(a.id)")
-        case .actionFinished(let r):
-            let detail = r.message.map { ": \($0)" } ?? ""
-            line("   \(r.outcome.rawValue) \(r.action.id) (\(String(format: "%.1f", r.duration))s)\(detail)")
-        case .stageFinished(let stage, let ok, let failed, let skipped):
-            line("== \(stage.rawValue) done: \(ok) succeeded, \(failed) failed, \(skipped) skipped")
-        case .note(let text): line(text)
-        }
-    }
-}
-
 /// The end-of-run summary: what failed, with the resource and the cloud's message.
 enum SummaryRenderer {
     static func print(_ summary: RunSummary) {
