@@ -42,6 +42,17 @@ public struct GitConfigSource: ConfigSource {
         return gitDir
     }
 
+    /// The commit HEAD points at, or nil (unborn branch, not a repository).
+    public static func headCommit(repositoryPath: String) throws -> String? {
+        LibGit2.initialize()
+        var repo: OpaquePointer?
+        guard git_repository_open_ext(&repo, repositoryPath, 0, nil) == 0, let repo else { return nil }
+        defer { git_repository_free(repo) }
+        var oid = git_oid()
+        guard git_reference_name_to_id(&oid, repo, "HEAD") == 0 else { return nil }
+        return withUnsafePointer(to: &oid) { LibGit2.hex($0) }
+    }
+
     public func load() throws -> ConfigSnapshot {
         LibGit2.initialize()
         var repoPointer: OpaquePointer?

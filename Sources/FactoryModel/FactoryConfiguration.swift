@@ -98,9 +98,10 @@ public enum ConfigurationLoader {
 
         // Labs.json.
         var labs: [TargetLab] = []
+        var used = [Bool](repeating: false, count: index.templatePaths.count)  // by index.templatePaths
         if let file = snapshot.files.first(where: { $0.path.lowercased() == labsFile.lowercased() }) {
             if let json = parseJSON(file, display: labsPath, into: &diagnostics) {
-                labs = parseLabs(json.object, lines: json.lines, file: labsPath, index: index, diagnostics: &diagnostics)
+                labs = parseLabs(json.object, lines: json.lines, file: labsPath, index: index, used: &used, diagnostics: &diagnostics)
             }
         } else {
             diagnostics.append(.error("\(labsPath) was not found\(snapshot.commit.map { " at commit \($0.prefix(12))" } ?? "").",
@@ -108,9 +109,8 @@ public enum ConfigurationLoader {
         }
 
         // Templates no lab uses.
-        var used = Set<String>()
-        for lab in labs { used.formUnion(lab.images) }
-        for template in templates where !used.contains(template.path) {
+        let usedPaths = Set(zip(index.templatePaths, used).lazy.filter { $0.1 }.map { $0.0 })
+        for template in templates where !usedPaths.contains(template.path) {
             diagnostics.append(.warning("Template \(template.path) is not used by any lab in Labs.json.",
                                         file: snapshot.displayPath(prefix + template.path),
                                         hint: "Add its path (or a folder above it) to a lab's ImagePaths, or delete it."))
@@ -186,8 +186,9 @@ public enum ConfigurationLoader {
         return result
     }
 
+    /// Parses the lab entries; `used` marks (by `index.templatePaths`) the templates the accepted labs receive.
     private static func parseLabs(_ object: Any, lines: LineIndex, file: String, index: ImagePathIndex,
-                                  diagnostics: inout [Diagnostic]) -> [TargetLab] {
+                                  used: inout [Bool], diagnostics: inout [Diagnostic]) -> [TargetLab] {
         guard let root = object as? [String: Any], let list = JSONText.value(root, "Labs") else {
             diagnostics.append(.error("Labs.json has no \"Labs\" array at the top level.", file: file, line: 1,
                                       hint: "Expected { \"Labs\": [ { \"SubscriptionId\": ..., \"LabName\": ..., \"ImagePaths\": [...] } ] }."))
@@ -201,6 +202,9 @@ public enum ConfigurationLoader {
         var labs: [TargetLab] = []
         var seen: [String: Int] = [:]  // key -> line
         var cursor = 0
+        // The entry that last picked each template (by index.templatePaths): merges a lab's
+        // ImagePaths without hashing path strings, which matters with thousands of labs.
+        var pickedBy = [Int](repeating: -1, count: index.templatePaths.count)
         for (i, raw) in entries.enumerated() {
             let label = "Labs[\(i)]"
             guard let entry = raw as? [String: Any] else {
@@ -210,6 +214,10 @@ public enum ConfigurationLoader {
             func string(_ key: String) -> (String?, Bool) {  // (value, present but wrong type)
                 guard let v = JSONText.value(entry, key) else { return (nil, false) }
                 guard let s = v as? String else { return (nil, true) }
+                // Nothing to trim when both ends are visible ASCII (the usual case): skip CharacterSet work.
+                if let first = s.utf8.first, let last = s.utf8.last, (0x21...0x7E).contains(first), (0x21...0x7E).contains(last) {
+                    return (s, false)
+                }
                 return (s.trimmingCharacters(in: .whitespaces), false)
             }
             let (labName, labNameWrong) = string("LabName")
@@ -237,7 +245,7 @@ public enum ConfigurationLoader {
                 diagnostics.append(.error("\(name): \(key) must be a string.", file: file, line: line))
             }
             var imagePaths: [String] = []
-            var images = Set<String>()
+            var picked: [Int] = []  // indexes into index.templatePaths
             switch JSONText.value(entry, "ImagePaths") {
             case nil:
                 diagnostics.append(.error("\(name): ImagePaths is missing.", file: file, line: line,
@@ -254,7 +262,7 @@ public enum ConfigurationLoader {
                     }
                     let normalized = ImagePath.normalize(rawPath)
                     let pathLine = lines.locate("\"\(jsonEscaped(rawPath))\"", from: line.map { _ in cursor } ?? 0)?.line ?? line
-                    guard let resolution = index.resolve(normalized), !normalized.isEmpty else {
+                    guard let resolution = index.resolveIndexes(normalized), !normalized.isEmpty else {
                         var hint = "ImagePaths are relative to GoldenImages/ and name a template file or a folder."
                         if let close = index.closest(to: normalized) { hint = "Did you mean \"\(close)\"?" }
                         diagnostics.append(.error("\(name): ImagePath \"\(rawPath)\" matches no template.", file: file,
@@ -268,16 +276,20 @@ public enum ConfigurationLoader {
                     } else {
                         imagePaths.append(normalized)
                     }
-                    images.formUnion(resolution.templates)
+                    for n in resolution.indexes where pickedBy[n] != i {
+                        pickedBy[n] = i
+                        picked.append(n)
+                    }
                 }
             default:
                 diagnostics.append(.error("\(name): ImagePaths must be an array of strings.", file: file, line: line))
                 ok = false
             }
             guard ok, let labName, let subscription else { continue }
+            picked.sort()  // templatePaths is sorted, so this sorts the images by path
             let lab = TargetLab(subscriptionId: subscription, resourceGroup: (group?.isEmpty ?? true) ? nil : group,
                                 labName: labName, location: location.flatMap { $0.isEmpty ? nil : Location.normalize($0) },
-                                imagePaths: imagePaths, images: images.sorted(), line: line)
+                                imagePaths: imagePaths, images: picked.map { index.templatePaths[$0] }, line: line)
             if let first = seen[lab.key] {
                 diagnostics.append(.error("\(name): lab \"\(labName)\" in subscription \(subscription) is listed twice (first at line \(first)).",
                                           file: file, line: line, hint: "Merge the two entries' ImagePaths into one entry."))
@@ -285,12 +297,14 @@ public enum ConfigurationLoader {
             }
             seen[lab.key] = line ?? 0
             labs.append(lab)
+            for n in picked { used[n] = true }
         }
         return labs
     }
 
     private static func jsonEscaped(_ s: String) -> String {
-        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        guard s.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) else { return s }
+        return s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
 }
 

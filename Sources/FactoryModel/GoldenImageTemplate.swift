@@ -60,6 +60,10 @@ public struct ArtifactReference: Codable, Sendable, Equatable, Hashable {
     /// The short artifact name of an id: the last quoted argument of a `resourceId(...)`
     /// expression, or the last path segment of a plain resource id.
     public static func shortName(of artifactId: String) -> String {
+        if artifactId.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            // Printable ASCII (every byte its own Character): the same rules over bytes, without splitting.
+            return shortNameASCII(Array(artifactId.utf8))
+        }
         if artifactId.contains("resourceId") {
             let parts = artifactId.split(separator: "'", omittingEmptySubsequences: false)
             // Quoted arguments sit at odd indexes.
@@ -68,6 +72,42 @@ public struct ArtifactReference: Codable, Sendable, Equatable, Hashable {
         }
         let trimmed = artifactId.trimmingCharacters(in: CharacterSet(charactersIn: "[]/ "))
         return trimmed.split(separator: "/").last.map(String.init) ?? trimmed
+    }
+
+    /// `shortName` for printable ASCII: the last quoted argument of a `resourceId(...)` expression
+    /// (the part after the last quote when the quotes are unbalanced), else the last path segment
+    /// with `[`, `]`, `/` and spaces trimmed.
+    private static func shortNameASCII(_ bytes: [UInt8]) -> String {
+        let quote = UInt8(ascii: "'")
+        let marker = Array("resourceId".utf8)
+        var hasMarker = false
+        if bytes.count >= marker.count {
+            for start in 0...(bytes.count - marker.count) where bytes[start] == marker[0] {
+                if bytes[start..<start + marker.count].elementsEqual(marker) { hasMarker = true; break }
+            }
+        }
+        if hasMarker {
+            let quotes = bytes.indices.filter { bytes[$0] == quote }
+            if !quotes.isEmpty {
+                // Parts between quotes: part k follows quote k; the quoted parts have odd k.
+                let k = quotes.count % 2 == 1 ? quotes.count : quotes.count - 1
+                let start = quotes[k - 1] + 1
+                let end = k < quotes.count ? quotes[k] : bytes.count
+                if end > start { return String(decoding: bytes[start..<end], as: UTF8.self) }
+            }
+        }
+        let trim: Set<UInt8> = [UInt8(ascii: "["), UInt8(ascii: "]"), UInt8(ascii: "/"), UInt8(ascii: " ")]
+        var low = 0, high = bytes.count
+        while low < high && trim.contains(bytes[low]) { low += 1 }
+        while high > low && trim.contains(bytes[high - 1]) { high -= 1 }
+        var segmentStart = low
+        var lastSegment: Range<Int>? = nil
+        for i in low..<high where bytes[i] == UInt8(ascii: "/") {
+            if i > segmentStart { lastSegment = segmentStart..<i }
+            segmentStart = i + 1
+        }
+        if high > segmentStart { lastSegment = segmentStart..<high }
+        return String(decoding: bytes[lastSegment ?? low..<high], as: UTF8.self)
     }
 }
 

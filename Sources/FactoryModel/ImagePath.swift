@@ -7,10 +7,30 @@ import Foundation
 public enum ImagePath {
     /// `\` to `/`, no leading `./` or `/`, no trailing `/`, no empty segments.
     public static func normalize(_ raw: String) -> String {
-        raw.replacingOccurrences(of: "\\", with: "/")
+        if isNormalized(raw) { return raw }  // the usual case, checked without allocating
+        return raw.replacingOccurrences(of: "\\", with: "/")
             .split(separator: "/", omittingEmptySubsequences: true)
             .filter { $0 != "." }
             .joined(separator: "/")
+    }
+
+    /// Whether `normalize` would return `path` unchanged: no `\`, no empty or `.` segments.
+    private static func isNormalized(_ path: String) -> Bool {
+        var segmentLength = 0
+        var segmentIsDot = false
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "\\"):
+                return false
+            case UInt8(ascii: "/"):
+                if segmentLength == 0 || segmentIsDot { return false }
+                segmentLength = 0
+            default:
+                segmentIsDot = segmentLength == 0 && byte == UInt8(ascii: ".")
+                segmentLength += 1
+            }
+        }
+        return !segmentIsDot && (segmentLength > 0 || path.isEmpty)
     }
 
     /// Whether `imagePath` (a folder or a file) covers `templatePath`, by whole segments.
@@ -34,21 +54,23 @@ public struct ImagePathResolution: Sendable, Equatable {
 /// Resolves ImagePaths against the set of template paths in O(1) per lookup, so thousands of
 /// labs resolve in milliseconds: every folder prefix and file path maps to the templates below it.
 public struct ImagePathIndex: Sendable {
-    private var exact: [String: [String]] = [:]
+    private var exact: [String: [Int]] = [:]  // folder or file path -> indexes into templatePaths, ascending
     private var folded: [String: [String]] = [:]  // lowercased key -> real keys
     public let templatePaths: [String]
 
     public init(templatePaths: [String]) {
         self.templatePaths = templatePaths.sorted()
-        for path in self.templatePaths {
+        exact.reserveCapacity(self.templatePaths.count + self.templatePaths.count / 4)  // files plus folders
+        for (n, path) in self.templatePaths.enumerated() {
             let segments = path.split(separator: "/")
             var prefix = ""
             for (i, segment) in segments.enumerated() {
                 prefix = i == 0 ? String(segment) : prefix + "/" + segment
-                if exact[prefix] == nil {
+                let known = exact.count
+                exact[prefix, default: []].append(n)
+                if exact.count > known {  // a new folder or file
                     folded[prefix.lowercased(), default: []].append(prefix)
                 }
-                exact[prefix, default: []].append(path)
             }
         }
     }
@@ -56,11 +78,18 @@ public struct ImagePathIndex: Sendable {
     /// The templates an ImagePath names: exact case first, then ignoring case (with the real path).
     /// An empty path means every template. Nil when nothing matches.
     public func resolve(_ rawPath: String) -> ImagePathResolution? {
+        guard let hit = resolveIndexes(rawPath) else { return nil }
+        return ImagePathResolution(templates: hit.indexes.map { templatePaths[$0] }, caseCorrectedPath: hit.caseCorrectedPath)
+    }
+
+    /// `resolve` as indexes into `templatePaths` (ascending), so callers can merge thousands of
+    /// resolutions without hashing path strings.
+    func resolveIndexes(_ rawPath: String) -> (indexes: [Int], caseCorrectedPath: String?)? {
         let path = ImagePath.normalize(rawPath)
-        if path.isEmpty { return ImagePathResolution(templates: templatePaths, caseCorrectedPath: nil) }
-        if let hit = exact[path] { return ImagePathResolution(templates: hit, caseCorrectedPath: nil) }
+        if path.isEmpty { return (Array(templatePaths.indices), nil) }
+        if let hit = exact[path] { return (hit, nil) }
         if let real = folded[path.lowercased()]?.first, let hit = exact[real] {
-            return ImagePathResolution(templates: hit, caseCorrectedPath: real)
+            return (hit, real)
         }
         return nil
     }

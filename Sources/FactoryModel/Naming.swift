@@ -9,11 +9,17 @@ public enum Naming {
     /// if all digits, cut to 13 characters when longer than 15. Other characters Azure
     /// refuses are dropped too.
     public static func baseVMName(forTemplate path: String) -> String {
-        let file = path.split(separator: "/").last.map(String.init) ?? path
+        // The last non-empty segment, found from the end (as `split(separator: "/").last` would).
+        var end = path.endIndex
+        while end > path.startIndex && path[path.index(before: end)] == "/" { end = path.index(before: end) }
+        let file = end == path.startIndex ? path
+            : String(path[(path[..<end].lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex)..<end])
         let stem = file.lowercased().hasSuffix(".json") ? String(file.dropLast(5)) : file
-        var name = String(stem.unicodeScalars.filter { scalar in
-            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || scalar == "-")
-        }.map(Character.init))
+        // ASCII letters, digits and hyphens (the ASCII members of CharacterSet.alphanumerics), tested bytewise.
+        var name = String(decoding: stem.utf8.filter { byte in
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-")
+        }, as: UTF8.self)
         while name.hasPrefix("-") { name.removeFirst() }
         while name.hasSuffix("-") { name.removeLast() }
         if name.isEmpty { name = "vm" }
@@ -35,7 +41,9 @@ public enum Naming {
                 let stem = String(name.prefix(12))
                 var n = Int(StableHash.fnv1a(path) % 1000)
                 repeat {
-                    name = stem + String(format: "%03d", n)
+                    let digits = String(n)
+                    name = stem + String(repeating: "0", count: 3 - digits.count) + digits  // %03d
+
                     n = (n + 1) % 1000
                 } while taken.contains(name.lowercased())
             }
@@ -65,6 +73,25 @@ public enum Naming {
     public static func imageBaseName(forTemplate path: String) -> String {
         var stem = path
         if stem.lowercased().hasSuffix(".json") { stem = String(stem.dropLast(5)) }
+        if stem.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            // Printable ASCII (every byte its own Character): the same mapping without Character properties.
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(stem.utf8.count)
+            for segment in stem.utf8.split(separator: UInt8(ascii: "/")) {
+                if !bytes.isEmpty { bytes.append(UInt8(ascii: "_")) }
+                for byte in segment {
+                    switch byte {
+                    case UInt8(ascii: "."): bytes.append(UInt8(ascii: "_"))
+                    case UInt8(ascii: " "): bytes.append(UInt8(ascii: "-"))
+                    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                         UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                        bytes.append(byte)
+                    default: bytes.append(UInt8(ascii: "-"))
+                    }
+                }
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
         let joined = stem.split(separator: "/").joined(separator: "_")
         return String(joined.map { c -> Character in
             switch c {

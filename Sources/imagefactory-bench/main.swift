@@ -528,6 +528,12 @@ do {
         try validateConfig(ValidateOptions.parse(arguments.dropFirst()))
     case "copy":
         try await CopyBenchmark.run(arguments: Array(arguments.dropFirst()))
+    case "plan":
+        try PipelineBenchmarks.plan(arguments: Array(arguments.dropFirst()))
+    case "distribute":
+        try await PipelineBenchmarks.distribute(arguments: Array(arguments.dropFirst()))
+    case "nochange":
+        try await PipelineBenchmarks.noChange(arguments: Array(arguments.dropFirst()))
     case nil, "-h", "--help", "help":
         print(usage)
     default:

@@ -260,3 +260,30 @@ struct ImagesCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `imagefactory report --html FILE`: the golden image catalogue.
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "report", abstract: "Write the golden image catalogue: one self-contained HTML page.")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup(title: "Factory settings") var settings: SettingsOptions
+    @OptionGroup var backend: BackendOptions
+    @OptionGroup var output: OutputOptions
+
+    @Option(name: .long, help: ArgumentHelp("Where to write the HTML catalogue.", valueName: "file"))
+    var html: String
+
+    func run() async throws {
+        do {
+            let context = try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
+            let inventory = try await context.runner.inventory()
+            let page = CatalogRenderer.html(context.configuration, inventory: inventory, generatedAt: Date())
+            let url = URL(fileURLWithPath: html)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(page.utf8).write(to: url)
+            Console.out("Wrote the catalogue of \(context.configuration.templates.count) golden images to \(html)")
+        } catch {
+            throw ErrorMapper.report(error, ci: output.ciMode)
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FactoryGit
 import FactoryModel
 import Foundation
 
@@ -19,7 +20,7 @@ struct ImageFactoryCommand: AsyncParsableCommand {
             """,
         version: BuildInfo.versionString,
         subcommands: [
-            ValidateCommand.self, PlanCommand.self, RunCommand.self, ApplyCommand.self, ImagesCommand.self, LocalCommand.self,
+            ValidateCommand.self, PlanCommand.self, RunCommand.self, ApplyCommand.self, ImagesCommand.self, ReportCommand.self, LocalCommand.self,
             StageCommand<BuildStage>.self, StageCommand<SnapStage>.self, StageCommand<DistributeStage>.self,
             StageCommand<CleanupStage>.self, StageCommand<RetireStage>.self,
         ])
@@ -28,5 +29,15 @@ struct ImageFactoryCommand: AsyncParsableCommand {
 /// Version and commit of this build, for `--version`.
 enum BuildInfo {
     static let version = "0.1.0"
-    static var versionString: String { "imagefactory \(version)" }
+
+    /// The commit of the source tree this binary was built from: read with libgit2 from the
+    /// package's own checkout (known at compile time through `#filePath`), when it is still there.
+    static var commit: String {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
+        guard let repository = try? GitConfigSource.discoverRepository(from: sources),
+              let head = try? GitConfigSource.headCommit(repositoryPath: repository) else { return "unknown commit" }
+        return "commit " + String(head.prefix(12))
+    }
+
+    static var versionString: String { "imagefactory \(version) (\(commit))" }
 }
