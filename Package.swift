@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // Tests only: parse the pipeline examples.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev: read configuration straight from git objects.
@@ -70,7 +72,7 @@ let package = Package(
         .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel"]),
         .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
         .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v6]
 )

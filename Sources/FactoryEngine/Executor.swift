@@ -103,7 +103,23 @@ public struct FactoryExecutor: Sendable {
         return RunSummary(runID: options.runID, commit: plan.commit, results: results, diagnostics: diagnostics)
     }
 
+    /// Runs a stage in waves: an action that depends on another action of the same stage (a stale
+    /// VM's deletion before its rebuild) starts only after that action has finished.
     private func runStage(_ actions: [PlanAction], state: ExecutionState) async throws -> [ActionResult] {
+        var remaining = actions
+        var results: [ActionResult] = []
+        while !remaining.isEmpty {
+            let pending = Set(remaining.map(\.id))
+            var wave = remaining.filter { $0.dependsOn.allSatisfy { !pending.contains($0) } }
+            if wave.isEmpty { wave = remaining }  // a dependency cycle: run the rest rather than hang
+            let ids = Set(wave.map(\.id))
+            remaining.removeAll { ids.contains($0.id) }
+            results += try await runWave(wave, state: state)
+        }
+        return results
+    }
+
+    private func runWave(_ actions: [PlanAction], state: ExecutionState) async throws -> [ActionResult] {
         try await withThrowingTaskGroup(of: ActionResult.self) { group in
             var results: [ActionResult] = []
             var iterator = actions.makeIterator()

@@ -45,6 +45,8 @@ public enum FactoryPlanner {
         }
         for key in recordsByPath.keys { recordsByPath[key]!.sort { ($0.timestamp, $0.imageName) > ($1.timestamp, $1.imageName) } }
         let vmsByName = Dictionary(inventory.factoryVMs.map { ($0.id.name.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
+        // Lab lookups by Labs.json key (the first entry wins, as `Inventory.lab(_:)` does): one hash each, not a scan of every lab.
+        let labsByKey = Dictionary(inventory.labs.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         var takenNames = Set(inventory.records.map(\.imageName))
         for blob in inventory.factoryBlobs { takenNames.insert((blob.id.name as NSString).deletingPathExtension) }
 
@@ -108,8 +110,8 @@ public enum FactoryPlanner {
         var distributeActions: [String: String] = [:]  // "labkey|path" -> action id
         var temporaryInUse = Set<String>()
         for target in configuration.labs {
-            guard let labInventory = inventory.lab(target.key), let lab = labInventory.lab else {
-                let problem = inventory.lab(target.key)?.problem ?? "Lab \(target.labName) was not read."
+            guard let labInventory = labsByKey[target.key], let lab = labInventory.lab else {
+                let problem = labsByKey[target.key]?.problem ?? "Lab \(target.labName) was not read."
                 diagnostics.append(.error(problem, file: configuration.configDirectory + "/Labs.json", line: target.line,
                                           hint: "Create the lab (or run `imagefactory local init`), or fix its entry in Labs.json."))
                 continue
@@ -205,9 +207,11 @@ public enum FactoryPlanner {
                 }
                 continue
             }
-            let planned = latest[path]?.captureAction != nil ? 1 : 0
-            let keep = max(0, settings.imagesToSave - planned)
-            for r in records.dropFirst(keep) {
+            // The image labs get this run (planned or existing) is always kept and counts as one of imagesToSave,
+            // even when a newer record exists (a reverted template).
+            let current = latest[path]?.imageName
+            let keep = max(0, settings.imagesToSave - (current != nil ? 1 : 0))
+            for r in records.filter({ $0.imageName != current }).dropFirst(keep) {
                 actions.append(PlanAction(id: "retire/record/\(r.imageName)", stage: .retire, kind: .retireRecord, lab: factory.id.name, labID: factory.id,
                                           imagePath: path, imageName: r.imageName, resource: r.vhdFileName,
                                           reason: "older than the newest \(settings.imagesToSave) of \(path)",
@@ -233,8 +237,8 @@ public enum FactoryPlanner {
                     reason = "the lab no longer subscribes to \(path)"
                     victims = sorted
                 } else {
-                    let distribute = labKey.flatMap { distributeActions["\($0)|\(path)"] }
-                    let newName = distribute != nil ? latest[path]?.imageName.lowercased() : nil
+                    // The lab's current image (arriving this run or already there) is kept and counts as one.
+                    let newName = labKey != nil ? latest[path]?.imageName.lowercased() : nil
                     let keep = max(0, settings.imagesToSave - (newName != nil ? 1 : 0))
                     let candidates = sorted.filter { $0.id.name.lowercased() != newName }
                     victims = Array(candidates.dropFirst(keep))
@@ -250,7 +254,7 @@ public enum FactoryPlanner {
         }
         retireImages(in: factory.id, images: inventory.factoryImages, subscribes: nil, labKey: nil)
         for target in configuration.labs {
-            guard let labInventory = inventory.lab(target.key), let lab = labInventory.lab else { continue }
+            guard let labInventory = labsByKey[target.key], let lab = labInventory.lab else { continue }
             if lab.id.key == factory.id.key { continue }
             retireImages(in: lab.id, images: labInventory.images, subscribes: { path in target.subscribes(to: path) || target.images.contains { ImagePath.covers(path, $0, ignoringCase: true) } }, labKey: target.key)
         }

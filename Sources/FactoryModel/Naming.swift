@@ -38,14 +38,21 @@ public enum Naming {
         for path in templatePaths.sorted() {
             var name = baseVMName(forTemplate: path)
             if taken.contains(name.lowercased()) {
-                let stem = String(name.prefix(12))
-                var n = Int(StableHash.fnv1a(path) % 1000)
-                repeat {
-                    let digits = String(n)
-                    name = stem + String(repeating: "0", count: 3 - digits.count) + digits  // %03d
-
-                    n = (n + 1) % 1000
-                } while taken.contains(name.lowercased())
+                // Three digits after 12 characters first; should all 1,000 be taken, more digits
+                // after a shorter stem, so the search always ends within the 15-character limit.
+                let base = name
+                var width = 3
+                search: while true {
+                    let stem = String(base.prefix(maxVMNameLength - width))
+                    let modulus = Int(pow(10, Double(width)))
+                    let start = Int(StableHash.fnv1a(path) % UInt64(modulus))
+                    for step in 0..<modulus {
+                        let digits = String((start + step) % modulus)
+                        name = stem + String(repeating: "0", count: width - digits.count) + digits
+                        if !taken.contains(name.lowercased()) { break search }
+                    }
+                    width += 1
+                }
             }
             taken.insert(name.lowercased())
             result[path] = name

@@ -91,7 +91,12 @@ actor FaultInjector {
         let key = "\(kind.rawValue)|\(resource.lowercased())|\(fault)"
         let attempt = attempts[key, default: 0]
         attempts[key] = attempt + 1
-        let h = StableHash.fnv1a("\(settings.seed)|\(key)|\(attempt)")
+        // FNV-1a barely moves its high bits when only the last characters differ (the attempt number):
+        // mix them (SplitMix64's finalizer) so each attempt is a fresh draw, not a repeat of the first.
+        var h = StableHash.fnv1a("\(settings.seed)|\(key)|\(attempt)")
+        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+        h ^= h >> 31
         return Double(h >> 11) / Double(1 << 53)
     }
 

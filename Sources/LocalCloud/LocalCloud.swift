@@ -89,7 +89,8 @@ public final class LocalCloud: CloudBackend {
                     throw CloudError(status: 503, code: "ServiceUnavailable", message: "The service is temporarily unavailable (injected fault).", retryAfter: 0.05)
                 }
             }
-            if write, let subscription {
+            // ARM throttles management-plane writes per subscription; blob data-plane calls are not counted.
+            if write, kind != .blobWrite, kind != .copy, let subscription {
                 _ = try await throttle.take(subscription: subscription.lowercased())
             }
             return try await body()
@@ -428,7 +429,7 @@ public final class LocalCloud: CloudBackend {
         guard LocalCloud.validContainerName(id.name) else {
             throw CloudError(status: 400, code: "InvalidResourceName", message: "The specifed resource name contains invalid characters.")
         }
-        try await perform("createContainer", kind: .blobWrite, write: false, subscription: id.account.subscriptionId, lab: nil, resource: id.description) {
+        try await perform("createContainer", kind: .blobWrite, write: true, subscription: id.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 try self.checkAccount(db, id.account)
                 if try db.record("container", LocalCloud.containerKey(id), as: ContainerRecord.self) != nil {
@@ -440,7 +441,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func deleteContainer(_ id: ContainerID) async throws {
-        let files = try await perform("deleteContainer", kind: .blobWrite, write: false, subscription: id.account.subscriptionId, lab: nil, resource: id.description) {
+        let files = try await perform("deleteContainer", kind: .blobWrite, write: true, subscription: id.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db -> [String] in
                 _ = try self.container(db, id)
                 let blobs = try db.records("blob", parent: LocalCloud.containerKey(id), as: BlobRecord.self)
@@ -472,7 +473,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func putBlob(_ id: BlobID, data: Data, metadata: [String: String]) async throws -> BlobProperties {
-        try await perform("putBlob", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+        try await perform("putBlob", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             let file = UUID().uuidString.lowercased()
             let url = self.blobsDirectory.appendingPathComponent(file)
             try await self.db.read { db in _ = try self.container(db, id.container) }
@@ -530,7 +531,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func deleteBlob(_ id: BlobID) async throws {
-        let file = try await perform("deleteBlob", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+        let file = try await perform("deleteBlob", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db -> String in
                 let record = try self.blob(db, id)
                 try self.checkNoLease(db, id)
@@ -544,7 +545,7 @@ public final class LocalCloud: CloudBackend {
     public func startBlobCopy(from source: BlobID, to destination: BlobID) async throws -> BlobProperties {
         let latency = settings.latency
         let fails = await injected(.copy, destination.description, "copyFailure")
-        return try await perform("startBlobCopy", kind: .copy, write: false, subscription: destination.container.account.subscriptionId, lab: nil, resource: destination.description) {
+        return try await perform("startBlobCopy", kind: .copy, write: true, subscription: destination.container.account.subscriptionId, lab: nil, resource: destination.description) {
             let sourceRecord = try await self.db.read { db -> BlobRecord in
                 let record = try self.blob(db, source)
                 _ = try self.container(db, destination.container)
@@ -579,7 +580,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func abortBlobCopy(_ id: BlobID) async throws {
-        try await perform("abortBlobCopy", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+        try await perform("abortBlobCopy", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
                 guard var copy = record.copy, record.properties(at: Date()).copyStatus == .pending else {
@@ -598,7 +599,7 @@ public final class LocalCloud: CloudBackend {
         guard duration == -1 || (15...60).contains(duration) || (settings.latency.name != "realistic" && duration > 0) else {
             throw CloudError(status: 400, code: "InvalidHeaderValue", message: "The lease duration must be 15 to 60 seconds, or -1 for infinite.")
         }
-        return try await perform("acquireLease", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+        return try await perform("acquireLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
                 let now = Date()
@@ -613,7 +614,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func renewLease(_ id: BlobID, leaseID: String) async throws {
-        try await perform("renewLease", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+        try await perform("renewLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
                 guard var lease = record.lease, lease.id == leaseID else {
@@ -629,7 +630,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func releaseLease(_ id: BlobID, leaseID: String) async throws {
-        try await perform("releaseLease", kind: .blobWrite, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+        try await perform("releaseLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
                 guard let lease = record.lease, lease.id == leaseID else {

@@ -31,7 +31,21 @@ enum PipelineBenchmarks {
 
     // MARK: - plan
 
+    /// Each entry point exits 1 when its target is missed, after the measuring function has returned
+    /// (so its temporary state directory is gone).
     static func plan(arguments: [String]) throws {
+        if try !measurePlan(arguments) { exit(1) }
+    }
+
+    static func distribute(arguments: [String]) async throws {
+        if try await !measureDistribute(arguments) { exit(1) }
+    }
+
+    static func noChange(arguments: [String]) async throws {
+        if try await !measureNoChange(arguments) { exit(1) }
+    }
+
+    static func measurePlan(_ arguments: [String]) throws -> Bool {
         let args = try BenchArguments(arguments, flags: ["--labs", "--templates", "--images", "--iterations"], usage: usage)
         let labCount = try args.int("--labs", default: 2_000)
         let templateCount = try args.int("--templates", default: 500)
@@ -62,7 +76,7 @@ enum PipelineBenchmarks {
             last = plan
         }
         let peakKB = procStatusKB("VmHWM")
-        guard let plan = last else { return }
+        guard let plan = last else { return false }
         var byKind: [String: Int] = [:]
         for action in plan.actions { byKind[action.kind.rawValue, default: 0] += 1 }
         print("actions:    " + byKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
@@ -73,12 +87,12 @@ enum PipelineBenchmarks {
         let fast = middle < 1.0
         let small = (peakKB ?? 0) < 300 * 1024
         print("verdict:    median \(fast ? "under" : "OVER") 1 s, peak RSS \(small ? "under" : "OVER") 300 MB — target \(fast && small ? "met" : "MISSED")")
-        if !(fast && small) { exit(1) }
+        return fast && small
     }
 
     // MARK: - distribute
 
-    static func distribute(arguments: [String]) async throws {
+    static func measureDistribute(_ arguments: [String]) async throws -> Bool {
         let args = try BenchArguments(arguments, flags: ["--labs", "--templates", "--max-jobs", "--job-seconds", "--dir"],
                                       switches: ["--keep"], usage: usage)
         let labCount = try args.int("--labs", default: 20)
@@ -89,9 +103,9 @@ enum PipelineBenchmarks {
         defer { if !args.has("--keep") { try? FileManager.default.removeItem(at: directory) } }
 
         // Only the copy takes time: a distribution job is one blob copy, a custom image and a blob deletion.
-        let latency = LatencyProfile(name: "bench-distribute", request: 0, deployment: 0, artifact: 0, shutdown: 0, delete: 0,
-                                     copyBase: jobSeconds, copyBytesPerSecond: 0, customImage: 0, galleryVersion: 0,
-                                     windowsDiskBytes: 4 << 20, linuxDiskBytes: 4 << 20)
+        var latency = LatencyProfile.instant
+        latency.name = "bench-distribute"
+        latency.copyBase = jobSeconds
         let cloud = try LocalCloud(stateDirectory: directory, settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none))
         let factory = SyntheticFactory(labs: labCount, templates: templateCount, folderSize: templateCount, maxConcurrentJobs: maxJobs,
                                        everyLabTakesEverything: true)
@@ -155,12 +169,12 @@ enum PipelineBenchmarks {
         let bounded = overlap <= maxJobs && spans.count == jobs
         print("verdict:     overhead \(quick ? "within" : "OVER") 5%, concurrency \(bounded ? "within" : "OVER") the limit — target \(quick && bounded ? "met" : "MISSED")")
         if args.has("--keep") { print("kept:        \(directory.path)") }
-        if !(quick && bounded) { exit(1) }
+        return quick && bounded
     }
 
     // MARK: - nochange
 
-    static func noChange(arguments: [String]) async throws {
+    static func measureNoChange(_ arguments: [String]) async throws -> Bool {
         let args = try BenchArguments(arguments, flags: ["--labs", "--templates", "--dir"], switches: ["--keep"], usage: usage)
         let labCounts = try (args.string("--labs") ?? "10,50,200").split(separator: ",").map { text -> Int in
             guard let n = Int(text.trimmingCharacters(in: .whitespaces)), n >= 1 else { throw BenchError("--labs needs a list of integers >= 1, not \"\(text)\"") }
@@ -231,7 +245,7 @@ enum PipelineBenchmarks {
         let fewReads = linear && slope < Double(templateCount)
         print("verdict:     \(noWrites ? "no writes" : "WRITES in a no-change run"), reads \(fewReads ? "grow per lab, not per lab × image" : "grow TOO FAST") — target \(noWrites && fewReads ? "met" : "MISSED")")
         if args.has("--keep") { print("kept:        \(root.path)") }
-        if !(noWrites && fewReads) { exit(1) }
+        return noWrites && fewReads
     }
 
     // MARK: - Helpers

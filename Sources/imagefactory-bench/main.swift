@@ -117,6 +117,19 @@ func formatMB(_ kb: Int?) -> String {
     return String(format: "%.1f MB", Double(kb) / 1024)
 }
 
+/// User plus system CPU time of this process so far, in ms: steadier than wall time on a busy machine.
+func cpuMs() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    let user = Double(usage.ru_utime.tv_sec) * 1000 + Double(usage.ru_utime.tv_usec) / 1000
+    let system = Double(usage.ru_stime.tv_sec) * 1000 + Double(usage.ru_stime.tv_usec) / 1000
+    return user + system
+}
+
 func fmt(_ ms: Double) -> String { String(format: "%8.1f ms", ms) }
 
 func median(_ values: [Double]) -> Double {
@@ -477,13 +490,15 @@ func validateConfig(_ options: ValidateOptions) throws {
     if options.generateOnly { return }
 
     print("rss before: \(formatMB(procStatusKB("VmRSS"))), peak so far: \(formatMB(procStatusKB("VmHWM")))")
-    print("run   git read   parse+validate     total   (files, templates, labs, deliveries, errors, warnings)")
+    print("run   git read   parse+validate     total    (cpu)   (files, templates, labs, deliveries, errors, warnings)")
     var gitTimes: [Double] = []
     var parseTimes: [Double] = []
     var totals: [Double] = []
+    var cpuTimes: [Double] = []
     var last: FactoryConfiguration?
     for run in 1...options.iterations {
         last = nil  // let the previous result go before measuring again
+        let cpu0 = cpuMs()
         let t0 = Clock.now()
         let snapshot = try GitConfigSource(repositoryPath: repository).load()
         let gitMs = Clock.ms(since: t0)
@@ -491,17 +506,20 @@ func validateConfig(_ options: ValidateOptions) throws {
         let configuration = ConfigurationLoader.load(snapshot)
         let parseMs = Clock.ms(since: t1)
         let total = Clock.ms(since: t0)
+        let cpu = cpuMs() - cpu0
+        cpuTimes.append(cpu)
         gitTimes.append(gitMs)
         parseTimes.append(parseMs)
         totals.append(total)
         let deliveries = configuration.labs.reduce(0) { $0 + $1.images.count }
-        print("\(String(format: "%3d", run)) \(fmt(gitMs))    \(fmt(parseMs))   \(fmt(total))   (\(snapshot.files.count), \(configuration.templates.count), \(configuration.labs.count), \(deliveries), \(configuration.diagnostics.errors.count), \(configuration.diagnostics.warnings.count))")
+        print("\(String(format: "%3d", run)) \(fmt(gitMs))    \(fmt(parseMs))   \(fmt(total))  \(fmt(cpu))   (\(snapshot.files.count), \(configuration.templates.count), \(configuration.labs.count), \(deliveries), \(configuration.diagnostics.errors.count), \(configuration.diagnostics.warnings.count))")
         last = configuration
     }
     let peakValidate = procStatusKB("VmHWM")
     print("git read:        best \(fmt(gitTimes.min()!))  median \(fmt(median(gitTimes)))")
     print("parse+validate:  best \(fmt(parseTimes.min()!))  median \(fmt(median(parseTimes)))")
     print("total:           best \(fmt(totals.min()!))  median \(fmt(median(totals)))")
+    print("cpu (user+sys):  best \(fmt(cpuTimes.min()!))  median \(fmt(median(cpuTimes)))")
     print("peak RSS (VmHWM) after validate runs: \(formatMB(peakValidate))")
 
     if let configuration = last {

@@ -21,7 +21,10 @@ struct ValidateCommand: AsyncParsableCommand {
             throw ErrorMapper.report(error, ci: output.ciMode)
         }
         if output.json {
-            Console.out(try JSONOutput.encode(ConfigurationReport(configuration)))
+            // Written as bytes: a large factory's report is tens of megabytes, so no string copies.
+            var data = try JSONOutput.data(ConfigurationReport(configuration))
+            data.append(UInt8(ascii: "\n"))
+            FileHandle.standardOutput.write(data)
         } else {
             ValidationRenderer.print(configuration)
         }
@@ -31,11 +34,15 @@ struct ValidateCommand: AsyncParsableCommand {
 }
 
 enum JSONOutput {
-    static func encode<T: Encodable>(_ value: T) throws -> String {
+    static func data<T: Encodable>(_ value: T) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
+        return try encoder.encode(value)
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try data(value), as: UTF8.self)
     }
 }
 

@@ -61,3 +61,14 @@ struct VhdRecordTests {
         #expect(throws: DecodingError.self) { try VhdRecord.decode(Data(json.utf8)) }
     }
 }
+
+/// More than a thousand templates sharing a 12-character stem still get distinct names within 15 characters.
+struct VMNameExhaustionTests {
+    @Test func thousandsOfCollidingNamesTerminate() {
+        let paths = (0..<1_500).map { "Folder \($0)/Datacenter Edition.json" }
+        let names = Naming.assignVMNames(templatePaths: paths)
+        #expect(names.count == 1_500)
+        #expect(Set(names.values.map { $0.lowercased() }).count == 1_500)
+        #expect(names.values.allSatisfy { $0.count <= 15 })
+    }
+}

@@ -1,0 +1,147 @@
+import FactoryEngine
+import FactoryModel
+import Foundation
+import LocalCloud
+import Testing
+
+/// One run at a time per factory, and apply of a saved plan only on the state it was made from.
+@Suite("FactoryLock and applying saved plans")
+struct LockAndApplyTests {
+    static func fixture() -> FactoryFixture { ExecutorTests.fixture() }
+
+    static func lock(_ factory: LocalFactory, leaseSeconds: Double) async throws -> FactoryLock {
+        FactoryLock(client: CloudClient(backend: factory.cloud), container: try await factory.container(of: "ImageFactory"), leaseSeconds: leaseSeconds)
+    }
+
+    @Test("while one run holds the factory, another is refused with a message naming the holder")
+    func busyFactoryIsRefused() async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let a = try await Self.lock(factory, leaseSeconds: 60)
+        try await a.acquire(runID: "A")
+
+        let b = try await Self.lock(factory, leaseSeconds: 60)
+        let error = try await #require(throws: FactoryError.self) { try await b.acquire(runID: "B") }
+        #expect(error.description.contains("run A"), "\(error.description)")
+        #expect(error.description.contains("busy"))
+        #expect(error.exitCode == .workFailed)
+
+        // A whole run is refused too, before it changes anything.
+        let runner = factory.runner()
+        let (plan, _) = try await runner.plan()
+        #expect(plan.hasWrites)
+        let writes = try factory.operations().filter { $0.write && $0.result == "ok" }.count
+        let runError = try await #require(throws: FactoryError.self) {
+            try await runner.execute(plan, runID: "C", stages: Set(Stage.allCases), requireSamePlanBasis: false, events: { _ in })
+        }
+        #expect(runError.description.contains("run A"))
+        #expect(try factory.operations().filter { $0.write && $0.result == "ok" }.count == writes, "a refused run changes nothing")
+        #expect(try await factory.observer.listVirtualMachines(lab: factory.factoryLab).isEmpty)
+
+        // Released, the factory is free at once.
+        await a.release(runID: "A")
+        try await b.acquire(runID: "B")
+        await b.release(runID: "B")
+    }
+
+    @Test("a lock left by a killed run expires after its lease, and a new run can take it")
+    func leaseExpires() async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let killed = try await Self.lock(factory, leaseSeconds: 0.5)
+        try await killed.acquire(runID: "A")  // and never released
+        let next = try await Self.lock(factory, leaseSeconds: 0.5)
+        let error = try await #require(throws: FactoryError.self) { try await next.acquire(runID: "B") }
+        #expect(error.description.contains("run A"))
+
+        try await Task.sleep(for: .seconds(0.7))
+        try await next.acquire(runID: "B")
+        let holder = try await factory.observer.getBlob(BlobID(container: factory.container(of: "ImageFactory"), name: FactoryPlanner.lockHolderBlob))
+        #expect(String(decoding: holder, as: UTF8.self).contains("\"runID\":\"B\""))
+    }
+
+    @Test("withLock releases the factory when its body ends, even by throwing")
+    func withLockReleases() async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let a = try await Self.lock(factory, leaseSeconds: 60)
+        let value = try await a.withLock(runID: "A") { 42 }
+        #expect(value == 42)
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) { try await a.withLock(runID: "A2") { () async throws -> Int in throw Boom() } }
+        let b = try await Self.lock(factory, leaseSeconds: 60)
+        try await b.acquire(runID: "B")
+    }
+
+    @Test("apply of a saved plan whose inventory changed since is refused, and nothing is done")
+    func stalePlanIsRefused() async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let runner = factory.runner()
+        let (plan, _) = try await runner.plan()
+        #expect(plan.hasWrites)
+        try await factory.addImageByHand("Handmade", lab: "DevLab", tags: [:])
+
+        let error = try await #require(throws: FactoryError.self) {
+            try await runner.execute(plan, runID: "apply-1", stages: Set(Stage.allCases), requireSamePlanBasis: true, events: { _ in })
+        }
+        #expect(error.exitCode == .invalidInput)
+        #expect(error.description.contains("changed since the plan was made"), "\(error.description)")
+        #expect(!(try factory.operations()).contains { $0.run == "apply-1" })
+        #expect(try await factory.observer.listVirtualMachines(lab: factory.factoryLab).isEmpty)
+        #expect(try await factory.records().isEmpty)
+
+        // The lock was released: a fresh plan applies.
+        let (fresh, _) = try await runner.plan()
+        let summary = try await runner.execute(fresh, runID: "apply-2", stages: Set(Stage.allCases), requireSamePlanBasis: true, events: { _ in })
+        #expect(summary.failed.isEmpty)
+    }
+
+    @Test("apply of a saved plan made at another commit is refused")
+    func planFromAnotherCommitIsRefused() async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let runner = factory.runner()
+        var (plan, _) = try await runner.plan()
+        plan.commit = "feedface00000000000000000000000000000000"
+        let error = try await #require(throws: FactoryError.self) {
+            try await runner.execute(plan, runID: "apply-1", stages: Set(Stage.allCases), requireSamePlanBasis: true, events: { _ in })
+        }
+        #expect(error.exitCode == .invalidInput)
+        #expect(error.description.contains("feedface"))
+    }
+
+    @Test("apply of an unchanged saved plan runs it as planned, run after run")
+    func unchangedPlanApplies() async throws {
+        var fixture = Self.fixture()
+        let factory = try await LocalFactory(fixture)
+        for revision in 1...2 {
+            fixture.templates["Windows/Datacenter.json"] = FactoryFixture.template(notes: "Datacenter, revision \(revision)")
+            factory.configuration = try fixture.load()
+            let runner = factory.runner()
+            let (plan, _) = try await runner.plan()
+            let saved = try Plan.decode(plan.encoded())
+            let summary = try await runner.execute(saved, runID: "apply-\(revision)", stages: Set(Stage.allCases), requireSamePlanBasis: true,
+                                                   events: { _ in })
+            #expect(summary.failed.isEmpty, "apply \(revision)")
+            #expect(summary.results.map(\.action.id).sorted() == plan.ids.sorted(), "apply \(revision) ran the saved plan's actions")
+            #expect(summary.results.count == plan.actions.count)
+        }
+    }
+
+    @Test("only the requested stages run")
+    func stagesSubset() async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let runner = factory.runner()
+        let (plan, _) = try await runner.plan()
+        let summary = try await runner.execute(plan, runID: "build-only", stages: [.build, .snap], requireSamePlanBasis: false, events: { _ in })
+        #expect(Set(summary.results.map(\.action.stage)) == [.build, .snap])
+        #expect(summary.failed.isEmpty)
+        #expect(try await factory.records().count == 3)
+        #expect(try await factory.images("DevLab").isEmpty)
+        #expect(try await factory.observer.listVirtualMachines(lab: factory.factoryLab).count == 3, "cleanup did not run")
+
+        // The next run resumes: captured images are distributed, the VMs deleted, nothing is built again.
+        let (next, _) = try await runner.plan()
+        #expect(next.actions(.buildVM).isEmpty && next.actions(.captureImage).isEmpty)
+        let rest = try await runner.execute(next, runID: "rest", stages: Set(Stage.allCases), requireSamePlanBasis: false, events: { _ in })
+        #expect(rest.failed.isEmpty)
+        #expect(try await factory.images("DevLab").count == 3)
+        #expect(try await factory.observer.listVirtualMachines(lab: factory.factoryLab).isEmpty)
+    }
+}

@@ -1,0 +1,198 @@
+import FactoryEngine
+import FactoryModel
+import Foundation
+import Testing
+
+/// The plan as data: deterministic, self-consistent, saved and read back as JSON, and tied to the
+/// inventory it came from by a fingerprint.
+@Suite("Plan data and inventory fingerprint")
+struct PlanDataTests {
+    /// A factory where a bit of everything is going on, so a plan has every kind of action.
+    static func busyFactory() throws -> (FactoryConfiguration, Inventory) {
+        var fixture = PlannerTests.fixture(templates: [PlannerTests.datacenter, PlannerTests.sql, "Win2016R2/Datacenter.json"])
+        fixture.labs.append(.init(subscriptionId: "33333333-3333-4333-8333-333333333333", resourceGroup: "rg-far", labName: "FarLab",
+                                  location: "eastus", imagePaths: ["Win2016R2", "Win2016/Datacenter.json"]))
+        fixture.labs.append(.init(subscriptionId: "44444444-4444-4444-8444-444444444444", resourceGroup: "rg-ghost", labName: "GhostLab",
+                                  location: "westeurope", imagePaths: ["Win2016"]))
+        let configuration = try fixture.load()
+        var inventory = Observed.inventory(configuration)
+        let ghost = inventory.labs.firstIndex { $0.lab?.id.name == "GhostLab" }!
+        inventory.labs[ghost] = LabInventory(key: inventory.labs[ghost].key, lab: nil, problem: "Lab GhostLab was not found.", images: [], blobs: [])
+
+        let datacenter = try #require(configuration.template(at: PlannerTests.datacenter))
+        let sql = try #require(configuration.template(at: PlannerTests.sql))
+        let r2 = try #require(configuration.template(at: "Win2016R2/Datacenter.json"))
+        let dev = inventory.labInventory("DevLab").lab!
+        // Datacenter changed since its three images; the SQL template is current; R2 has a VM to resume.
+        for (name, age) in [("Win2016_Datacenter-Nov-1-2026", 21.0), ("Win2016_Datacenter-Nov-8-2026", 14.0), ("Win2016_Datacenter-Nov-15-2026", 7.0)] {
+            inventory.addRecord(Observed.record(datacenter, name: name, at: Observed.daysAgo(age), sha: "0ldsha"))
+            inventory.addImage(Observed.image(name, in: dev, path: datacenter.path, createdAt: Observed.daysAgo(age)), toLab: "DevLab")
+        }
+        inventory.addRecord(Observed.record(sql, name: "Win2016_SQLServer-2016-Express-Nov-1-2026", at: Observed.daysAgo(21)))
+        inventory.addImage(Observed.image("Win2016_SQLServer-2016-Express-Nov-1-2026", in: dev, path: sql.path, createdAt: Observed.daysAgo(21),
+                                          state: "Failed"), toLab: "DevLab")
+        inventory.addImage(Observed.image("Win2016_SQLServer-2016-Express-Nov-1-2026", in: inventory.labInventory("QALab").lab!, path: sql.path,
+                                          createdAt: Observed.daysAgo(21)), toLab: "QALab")
+        inventory.addImage(Observed.image("Handmade", in: dev, path: nil, createdAt: Observed.daysAgo(100)), toLab: "DevLab")
+        // A removed template, a record without its VHD, an orphan VHD.
+        var gone = datacenter
+        gone.path = "Win2016/Old.json"
+        inventory.addRecord(Observed.record(gone, name: "Win2016_Old-Oct-1-2026", at: Observed.daysAgo(52)))
+        inventory.addImage(Observed.image("Win2016_Old-Oct-1-2026", in: dev, path: gone.path, createdAt: Observed.daysAgo(52)), toLab: "DevLab")
+        inventory.records.append(Observed.record(sql, name: "Win2016_SQLServer-2016-Express-Oct-1-2026", at: Observed.daysAgo(52)))
+        inventory.factoryBlobs.append(Observed.blob("Orphan-Oct-1-2026.vhd", account: inventory.factory.storageAccount))
+        // Factory VMs: stale Datacenter VM, resumable R2 VM, one ignored, one unknown.
+        inventory.factoryVMs = [
+            Observed.vm(datacenter.vmName, in: inventory.factory, tags: [FactoryTag.imagePath: datacenter.path, FactoryTag.templateSha: "0ldsha"]),
+            Observed.vm(r2.vmName, in: inventory.factory, tags: [FactoryTag.imagePath: r2.path, FactoryTag.templateSha: r2.blobSha]),
+            Observed.vm("Keeper", in: inventory.factory, tags: [FactoryTag.ignore: ""]),
+            Observed.vm("Mystery", in: inventory.factory, tags: [:]),
+        ]
+        // Leftover temporary copies in a lab, and old deployments.
+        let far = inventory.labs.firstIndex { $0.lab?.id.name == "FarLab" }!
+        inventory.labs[far].blobs = [Observed.blob("Win2016R2_Datacenter-Oct-1-2026.vhd", account: inventory.labs[far].lab!.storageAccount, copyStatus: .aborted)]
+        let s = configuration.settings
+        inventory.deployments = (0..<3).map {
+            Deployment(subscriptionId: s.subscriptionId, resourceGroup: s.resourceGroup, name: "imagefactory-x\($0)", provisioningState: "Succeeded",
+                       timestamp: Observed.daysAgo(20 + Double($0)))
+        }
+        return (configuration, inventory)
+    }
+
+    static func plan(_ configuration: FactoryConfiguration, _ inventory: Inventory) -> Plan {
+        FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(now: Observed.now))
+    }
+
+    @Test("the busy factory's plan uses every kind of action (so the tests below are not vacuous)")
+    func busyPlanIsRich() throws {
+        let (configuration, inventory) = try Self.busyFactory()
+        let plan = Self.plan(configuration, inventory)
+        let kinds = Set(plan.actions.map(\.kind))
+        let all: Set<ActionKind> = [.buildVM, .replaceStaleVM, .captureImage, .distributeImage, .repairImage, .deleteFactoryVM,
+                                    .reportUnknownVM, .deleteTemporaryBlob, .pruneDeployments, .retireRecord, .retireImage]
+        #expect(kinds == all)
+        #expect(plan.diagnostics.errors.contains { $0.message.contains("GhostLab") })
+        #expect(plan.actions.contains { $0.crossRegion == true })
+    }
+
+    @Test("the plan is deterministic: the same inputs give an equal plan")
+    func deterministic() throws {
+        let (configuration, inventory) = try Self.busyFactory()
+        let first = Self.plan(configuration, inventory)
+        for _ in 0..<5 {
+            let (configuration2, inventory2) = try Self.busyFactory()
+            #expect(Self.plan(configuration2, inventory2) == first)
+            #expect(try Self.plan(configuration, inventory).encoded() == first.encoded())
+        }
+    }
+
+    @Test("the order in which the cloud lists resources does not change the plan")
+    func listingOrderDoesNotMatter() throws {
+        let (configuration, inventory) = try Self.busyFactory()
+        let expected = Self.plan(configuration, inventory)
+        var generator = SeededGenerator(seed: 42)
+        for _ in 0..<10 {
+            var shuffled = inventory
+            shuffled.records.shuffle(using: &generator)
+            shuffled.factoryBlobs.shuffle(using: &generator)
+            shuffled.factoryVMs.shuffle(using: &generator)
+            shuffled.deployments.shuffle(using: &generator)
+            for i in shuffled.labs.indices {
+                shuffled.labs[i].images.shuffle(using: &generator)
+                shuffled.labs[i].blobs.shuffle(using: &generator)
+            }
+            #expect(shuffled.fingerprint == inventory.fingerprint)
+            #expect(Self.plan(configuration, shuffled) == expected)
+        }
+    }
+
+    @Test("every dependsOn names an action of the plan in the same or an earlier stage, listed before it; ids are unique")
+    func dependenciesAreConsistent() throws {
+        let (configuration, inventory) = try Self.busyFactory()
+        let plan = Self.plan(configuration, inventory)
+        #expect(Set(plan.ids).count == plan.ids.count, "duplicate ids: \(plan.ids)")
+        var seen: [String: PlanAction] = [:]
+        var dependencies = 0
+        for action in plan.actions {
+            for dependency in action.dependsOn {
+                dependencies += 1
+                let target = seen[dependency]
+                #expect(target != nil, "\(action.id) depends on \(dependency), which is not an earlier action of the plan")
+                if let target { #expect(target.stage <= action.stage, "\(action.id) depends on a later stage") }
+            }
+            seen[action.id] = action
+        }
+        #expect(dependencies >= 10)
+    }
+
+    @Test("a plan round-trips through its JSON form")
+    func jsonRoundTrip() throws {
+        let (configuration, inventory) = try Self.busyFactory()
+        let plan = Self.plan(configuration, inventory)
+        let data = try plan.encoded()
+        let decoded = try Plan.decode(data)
+        #expect(decoded == plan)
+        #expect(decoded.formatVersion == Plan.currentFormatVersion)
+        #expect(try decoded.encoded() == data)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["formatVersion"] as? Int == 1)
+        #expect(object["inventoryFingerprint"] as? String == inventory.fingerprint)
+        #expect(object["commit"] as? String == configuration.commit)
+    }
+
+    @Test("a plan with a newer format version, or none, is refused with a clear error")
+    func unknownFormatVersionIsRefused() throws {
+        let (configuration, inventory) = try Self.busyFactory()
+        var object = try #require(try JSONSerialization.jsonObject(with: Self.plan(configuration, inventory).encoded()) as? [String: Any])
+        object["formatVersion"] = 99
+        let newer = try JSONSerialization.data(withJSONObject: object)
+        let error = try #require(throws: FactoryError.self) { try Plan.decode(newer) }
+        #expect(error.exitCode == .invalidInput)
+        #expect(error.description.contains("format version 99"))
+
+        object.removeValue(forKey: "formatVersion")
+        let none = try JSONSerialization.data(withJSONObject: object)
+        let noVersion = try #require(throws: FactoryError.self) { try Plan.decode(none) }
+        #expect(noVersion.description.contains("not an imagefactory plan"))
+    }
+
+    @Test("the inventory fingerprint changes when anything a plan acts on changes, and only then")
+    func fingerprint() throws {
+        let (_, inventory) = try Self.busyFactory()
+        let (_, again) = try Self.busyFactory()
+        #expect(inventory.fingerprint == again.fingerprint)
+        #expect(inventory.fingerprint.count >= 32)
+
+        var added = inventory
+        added.addImage(Observed.image("Win2016_Datacenter-Nov-20-2026", in: added.labInventory("QALab").lab!, path: PlannerTests.datacenter,
+                                      createdAt: Observed.daysAgo(2)), toLab: "QALab")
+        #expect(added.fingerprint != inventory.fingerprint)
+
+        var failed = inventory
+        let qa = failed.labs.firstIndex { $0.lab?.id.name == "QALab" }!
+        failed.labs[qa].images[0].provisioningState = "Failed"
+        #expect(failed.fingerprint != inventory.fingerprint)
+
+        var retagged = inventory
+        retagged.factoryVMs[3].tags[FactoryTag.ignore] = "true"
+        #expect(retagged.fingerprint != inventory.fingerprint)
+
+        var hinted = inventory
+        hinted.labs[qa].images[0].retryAfter = 12
+        hinted.factoryVMs[0].retryAfter = 3
+        #expect(hinted.fingerprint == inventory.fingerprint, "retry hints are volatile and left out")
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for shuffles.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
