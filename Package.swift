@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 // ImageFactory: an image factory for Azure DevTest Labs and Azure Compute Gallery.
 //
-// Layers depend one way: FactoryModel <- FactoryEngine <- backends (FactoryGit, LocalCloud) <- imagefactory (CLI).
+// Layers depend one way: FactoryModel <- FactoryEngine <- backends (FactoryGit, LocalCloud) <- LocalServe <- imagefactory (CLI).
 import PackageDescription
 
 let package = Package(
@@ -16,6 +16,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // `local serve`: HTTP/1.1 straight on SwiftNIO (no web framework: a much lighter build), TLS through
+        // swift-nio-ssl, and the self-signed certificate made with swift-certificates.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         // Tests only: parse the pipeline examples.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
@@ -54,11 +59,25 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The local cloud's Azure face: ARM, token and Blob REST endpoints over the embedded local cloud,
+        // so Azure's own SDKs and tools (and our Azure backend's tests) can run against it on loopback.
+        .target(
+            name: "LocalServe",
+            dependencies: [
+                "FactoryModel", "LocalCloud",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // The thin command-line front: parses flags, calls one library function, renders, exits.
         .executableTarget(
             name: "imagefactory",
             dependencies: [
-                "FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud",
+                "FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud", "LocalServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -71,6 +90,7 @@ let package = Package(
         .testTarget(name: "FactoryModelTests", dependencies: ["FactoryModel"]),
         .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel"]),
         .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
+        .testTarget(name: "LocalServeTests", dependencies: ["LocalServe", "LocalCloud", "FactoryModel"]),
         .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", .product(name: "Yams", package: "Yams")]),
     ],

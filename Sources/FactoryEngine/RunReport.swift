@@ -178,7 +178,9 @@ public enum MarkdownRenderer {
         return md
     }
 
+    /// Table-safe and inert: no pipes, no newlines, no HTML (GitHub would render `<tag>`).
     static func cell(_ s: String) -> String {
         s.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+            .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 }

@@ -48,15 +48,16 @@ extension Database {
     }
 }
 
-/// ARM's write throttling: a token bucket per subscription.
-actor WriteThrottle {
+/// ARM's write throttling: a token bucket per subscription. Public so that `local serve` can
+/// throttle at its ARM front door (where Azure does) with the same rule.
+public actor WriteThrottle {
     private var buckets: [String: (tokens: Double, at: Date)] = [:]
     private let settings: ThrottleSettings
 
-    init(_ settings: ThrottleSettings) { self.settings = settings }
+    public init(_ settings: ThrottleSettings) { self.settings = settings }
 
-    /// Takes one write token, or throws 429 with the seconds until one is available.
-    func take(subscription: String, now: Date = Date()) throws -> Int {
+    /// Takes one write token and returns how many remain, or throws 429 with the seconds until one is available.
+    public func take(subscription: String, now: Date = Date()) throws -> Int {
         guard settings.enabled else { return Int.max }
         var bucket = buckets[subscription] ?? (settings.capacity, now)
         bucket.tokens = min(settings.capacity, bucket.tokens + now.timeIntervalSince(bucket.at) * settings.refillPerSecond)

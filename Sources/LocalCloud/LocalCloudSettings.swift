@@ -32,7 +32,7 @@ public struct LatencyProfile: Codable, Sendable, Equatable {
         copyBytesPerSecond: 0, customImage: 0.2, galleryVersion: 0.3, windowsDiskBytes: 127 << 20, linuxDiskBytes: 30 << 20)
     public static let realistic = LatencyProfile(
         name: "realistic", request: 0.05, deployment: 8, artifact: 2, shutdown: 3, delete: 2, copyBase: 2,
-        copyBytesPerSecond: 52_428_800, customImage: 5, galleryVersion: 6, windowsDiskBytes: 127 << 30, linuxDiskBytes: 30 << 30)
+        copyBytesPerSecond: 52_428_800, customImage: 5, galleryVersion: 6, windowsDiskBytes: 4 << 30, linuxDiskBytes: 2 << 30)
 
     public static func named(_ name: String) -> LatencyProfile? {
         switch name.lowercased() {

@@ -108,6 +108,8 @@ struct BlobRecord: Codable, Sendable {
         var expiresAt: Date
         /// Seconds a renewal extends the lease by; -1 for infinite.
         var duration: Double?
+        /// Set by Break Lease: the lease ends at `expiresAt` and cannot be renewed.
+        var breaking: Bool?
     }
 
     func properties(at now: Date) -> BlobProperties {

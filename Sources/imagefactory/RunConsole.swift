@@ -140,7 +140,7 @@ final class RunConsole: @unchecked Sendable {
             var metadata: Logger.Metadata = ["action": "\(r.action.id)", "stage": "\(r.action.stage.rawValue)", "result": "\(r.outcome.rawValue)",
                                              "durationSeconds": "\(String(format: "%.3f", r.duration))"]
             if let lab = r.action.lab { metadata["lab"] = "\(lab)" }
-            if let message = r.message { metadata["message"] = "\(message)" }
+            if let message = r.message { metadata["detail"] = "\(message)" }
             if r.outcome == .failed { logger.error("action failed", metadata: metadata) } else { logger.info("action finished", metadata: metadata) }
         case .stageFinished(let stage, let ok, let failed, let skipped):
             logger.info("stage finished", metadata: ["stage": "\(stage.rawValue)", "succeeded": "\(ok)", "failed": "\(failed)", "skipped": "\(skipped)"])
@@ -234,8 +234,13 @@ struct JSONLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var object: [String: String] = ["timestamp": RecordTimestamp.format(Date()), "level": event.level.rawValue, "message": "\(event.message)", "logger": label]
+        var object: [String: String] = [:]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
+        // The event's own fields win over metadata of the same name.
+        object["timestamp"] = RecordTimestamp.format(Date())
+        object["level"] = event.level.rawValue
+        object["message"] = "\(event.message)"
+        object["logger"] = label
         if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
             Console.out(String(decoding: data, as: UTF8.self))
         }

@@ -1,0 +1,202 @@
+import Crypto
+import FactoryModel
+import Foundation
+
+/// The local cloud's Microsoft Entra stand-in: the OAuth 2.0 token endpoint (client credentials
+/// with a secret or a federated client assertion) and the bearer-token check every ARM and Blob
+/// request goes through.
+///
+/// Tokens are JWTs signed (HS256) with a key kept in the state directory, so they stay valid across
+/// restarts of `local serve`, as Entra tokens outlive any one ARM front end. Tokens can be made to
+/// expire early (`expireAll`), so clients' refresh paths can be tested without waiting an hour.
+public actor TokenAuthority {
+    /// Audiences, as Entra writes them into `aud` for the two resources the local cloud serves.
+    public enum Audience: String, Sendable {
+        case management = "https://management.azure.com/"
+        case storage = "https://storage.azure.com"
+    }
+
+    public struct Settings: Sendable {
+        /// Lifetime of issued tokens (Entra's default is about an hour).
+        public var lifetime: Double
+        /// When set, a client secret must equal it; otherwise any non-empty secret is accepted.
+        public var requiredClientSecret: String?
+        public init(lifetime: Double = 3599, requiredClientSecret: String? = nil) {
+            self.lifetime = lifetime
+            self.requiredClientSecret = requiredClientSecret
+        }
+    }
+
+    private let key: SymmetricKey
+    private var settings: Settings
+    /// Tokens issued before this moment are expired (set by `expireAll`).
+    private var notBefore: Date = .distantPast
+    private var issued = 0
+
+    public init(key: SymmetricKey, settings: Settings) {
+        self.key = key
+        self.settings = settings
+    }
+
+    /// The signing key of a state directory, made on first use.
+    public static func signingKey(stateDirectory: URL) throws -> SymmetricKey {
+        let url = stateDirectory.appendingPathComponent("serve-token.key")
+        if let data = try? Data(contentsOf: url), data.count == 32 { return SymmetricKey(data: data) }
+        let key = SymmetricKey(size: .bits256)
+        let data = key.withUnsafeBytes { Data($0) }
+        try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
+        try data.write(to: url, options: .atomic)
+        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: url.path)
+        return key
+    }
+
+    /// How many tokens the endpoint issued (for tests of refresh).
+    public var issuedCount: Int { issued }
+
+    /// Makes every token issued so far expired; clients must get a new one.
+    public func expireAll(now: Date = Date()) {
+        // Tokens carry whole-second `iat`: move the bar to the next second so a token issued in
+        // this same second is expired too, and a new one (issued after) is not.
+        notBefore = Date(timeIntervalSince1970: (now.timeIntervalSince1970).rounded(.down) + 1)
+    }
+
+    public func setLifetime(_ seconds: Double) { settings.lifetime = seconds }
+
+    // MARK: Token endpoint
+
+    /// `POST /{tenant}/oauth2/v2.0/token` (and the v1 `/{tenant}/oauth2/token` with `resource=`).
+    public func token(tenant: String, form: [String: String], now: Date = Date()) -> ServeResponse {
+        func fail(_ status: Int, _ error: String, _ code: Int, _ description: String) -> ServeResponse {
+            .json(status, ["error": .string(error), "error_description": .string("AADSTS\(code): \(description)"),
+                           "error_codes": [.number(Double(code))], "timestamp": .string(now.ISO8601Format()),
+                           "trace_id": .string(UUID().uuidString.lowercased()), "correlation_id": .string(UUID().uuidString.lowercased())])
+        }
+        guard form["grant_type"] == "client_credentials" else {
+            return fail(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(form["grant_type"] ?? "")'. The local cloud issues tokens for client credentials only.")
+        }
+        guard let clientID = form["client_id"], !clientID.isEmpty else {
+            return fail(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+        }
+        if let assertion = form["client_assertion"] {
+            guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
+                return fail(400, "invalid_request", 50027, "Invalid client_assertion_type: use urn:ietf:params:oauth:client-assertion-type:jwt-bearer.")
+            }
+            guard let claims = JWT.claims(assertion) else {
+                return fail(401, "invalid_client", 50027, "Invalid JWT token. The client assertion is not a well-formed JWT.")
+            }
+            if let exp = claims["exp"]?.int, Double(exp) < now.timeIntervalSince1970 {
+                return fail(401, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+            }
+        } else if let secret = form["client_secret"], !secret.isEmpty {
+            if let required = settings.requiredClientSecret, secret != required {
+                return fail(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(clientID)'.")
+            }
+        } else {
+            return fail(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+        }
+        let resource: String
+        if let scope = form["scope"], !scope.isEmpty {
+            let first = scope.split(separator: " ").first.map(String.init) ?? scope
+            resource = first.hasSuffix("/.default") ? String(first.dropLast("/.default".count)) : first
+        } else if let r = form["resource"], !r.isEmpty {
+            resource = r
+        } else {
+            return fail(400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")
+        }
+        let audience = Self.audience(of: resource)?.rawValue ?? resource
+        issued += 1
+        let iat = Int(now.timeIntervalSince1970)
+        let lifetime = Int(settings.lifetime.rounded(.up))
+        let claims: JSONValue = [
+            "aud": .string(audience), "iss": .string("https://sts.windows.net/\(tenant)/"), "iat": .number(Double(iat)),
+            "nbf": .number(Double(iat)), "exp": .number(Double(iat + lifetime)), "appid": .string(clientID), "azp": .string(clientID),
+            "tid": .string(tenant), "oid": .string(Self.objectID(clientID)), "sub": .string(Self.objectID(clientID)),
+            "idtyp": "app", "ver": "1.0", "jti": .string(UUID().uuidString.lowercased()),
+        ]
+        let token = JWT.sign(claims, key: key)
+        var body: [String: JSONValue] = ["token_type": "Bearer", "expires_in": .number(Double(lifetime)),
+                                         "ext_expires_in": .number(Double(lifetime)), "access_token": .string(token)]
+        if form["resource"] != nil {
+            // The v1 endpoint's extra fields, which older clients (and `az`'s MSI path) read.
+            body["expires_on"] = .string(String(iat + lifetime))
+            body["resource"] = .string(resource)
+        }
+        return .json(200, .object(body), headers: [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")])
+    }
+
+    static func audience(of resource: String) -> Audience? {
+        let r = resource.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        if r == "https://management.azure.com" || r == "https://management.core.windows.net" { return .management }
+        if r == "https://storage.azure.com" { return .storage }
+        return nil
+    }
+
+    /// A stable object id for a client id, as Entra gives every service principal one.
+    static func objectID(_ clientID: String) -> String {
+        let digest = Array(SHA256.hash(data: Data(("oid:" + clientID).utf8)))
+        let hex = digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+        let c = Array(hex)
+        return "\(String(c[0..<8]))-\(String(c[8..<12]))-\(String(c[12..<16]))-\(String(c[16..<20]))-\(String(c[20..<32]))"
+    }
+
+    // MARK: Checking bearer tokens
+
+    public enum Rejection: Sendable, Equatable {
+        case missing, malformed, badSignature, expired(Date), wrongAudience(String)
+    }
+
+    /// Checks an `Authorization` header for a token of the given audience.
+    public func check(_ authorization: String?, audience: Audience, now: Date = Date()) -> Rejection? {
+        guard let authorization, !authorization.isEmpty else { return .missing }
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .malformed }
+        let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        guard let claims = JWT.verify(token, key: key) else {
+            return JWT.claims(token) == nil ? .malformed : .badSignature
+        }
+        let exp = Double(claims["exp"]?.int ?? 0)
+        let iat = Double(claims["iat"]?.int ?? 0)
+        if exp <= now.timeIntervalSince1970 { return .expired(Date(timeIntervalSince1970: exp)) }
+        if iat < notBefore.timeIntervalSince1970 { return .expired(notBefore) }
+        let aud = claims["aud"]?.string ?? ""
+        guard Self.audience(of: aud) == audience else { return .wrongAudience(aud) }
+        return nil
+    }
+}
+
+/// Compact JWS with HS256: just what the token endpoint and the bearer check need.
+enum JWT {
+    static func base64url(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decodeBase64url(_ text: Substring) -> Data? {
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s)
+    }
+
+    static func sign(_ claims: JSONValue, key: SymmetricKey) -> String {
+        let header: JSONValue = ["alg": "HS256", "typ": "JWT", "kid": "imagefactory-local"]
+        let input = base64url(header.data) + "." + base64url(claims.data)
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: key)
+        return input + "." + base64url(Data(mac))
+    }
+
+    /// The claims of a well-formed JWT, without checking its signature.
+    static func claims(_ token: String) -> JSONValue? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let payload = decodeBase64url(parts[1]), let json = JSONValue.parse(payload), json.object != nil else { return nil }
+        return json
+    }
+
+    /// The claims of a token this authority signed; nil when the signature does not match.
+    static func verify(_ token: String, key: SymmetricKey) -> JSONValue? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let signature = decodeBase64url(parts[2]) else { return nil }
+        let input = Data((parts[0] + "." + parts[1]).utf8)
+        guard HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: input, using: key) else { return nil }
+        return claims(token)
+    }
+}
