@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel"]),
         .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
         .testTarget(name: "LocalServeTests", dependencies: ["LocalServe", "LocalCloud", "FactoryModel"]),
-        .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"]),
+        .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"], exclude: ["Golden"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v6]

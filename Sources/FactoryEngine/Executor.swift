@@ -219,12 +219,19 @@ public struct FactoryExecutor: Sendable {
                          "userName": "imagefactory", "password": password],
             artifacts: t.factoryArtifacts, tags: tags,
             deploymentName: "\(FactoryPlanner.deploymentPrefix)\(t.vmName.lowercased())-\(t.blobSha.prefix(8))")
-        let handle = try await client.call { try await backend.deployVirtualMachine(request) }
+        do {
+            _ = try await client.call { try await backend.deployVirtualMachine(request) }
+        } catch let error as CloudError where error.status == 409 {
+            // A retried request whose first attempt did go through (a time-out, a lost answer):
+            // the VM is ours if it carries this template's tags; anything else is a real conflict.
+            let existing = try? await client.call { try await backend.getVirtualMachine(vm) }
+            guard let existing, existing.tags[FactoryTag.templateSha] == t.blobSha,
+                  existing.tags[FactoryTag.runID] == options.runID else { throw error }
+        }
         let timeout = options.timeoutSeconds
         let provisioned = try await client.poll(timeout: timeout, what: "Deployment of \(t.vmName)",
                                                 read: { try await backend.getVirtualMachine(vm) }, hint: { $0.retryAfter },
                                                 done: { $0.provisioningState != "Creating" })
-        _ = handle
         if provisioned.provisioningState == "Failed" || !provisioned.failedArtifacts.isEmpty {
             let failures = provisioned.failedArtifacts.map { "\($0.name): \($0.message ?? "failed")" }
             let deletion = try? await client.call { try await backend.deleteVirtualMachine(vm) }
