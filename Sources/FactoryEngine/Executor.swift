@@ -192,6 +192,7 @@ public struct FactoryExecutor: Sendable {
         case .deleteFactoryVM: try await deleteVM(action.vmName!)
         case .reportUnknownVM: return
         case .deleteTemporaryBlob: try await deleteTemporaryBlob(action)
+        case .deleteTemporaryContainer: try await deleteTemporaryContainer(action)
         case .pruneDeployments: try await pruneDeployments(action)
         case .retireRecord: try await retireRecord(action)
         case .retireImage: try await retireImage(action)
@@ -348,6 +349,17 @@ public struct FactoryExecutor: Sendable {
         do {
             try await client.call { try await backend.deleteBlob(blob) }
         } catch let error as CloudError where error.isNotFound {}
+    }
+
+    private func deleteTemporaryContainer(_ action: PlanAction) async throws {
+        let backend = client.backend
+        guard let resource = action.resource, let labID = action.labID else { throw FactoryError(.workFailed, "Action \(action.id) names no container.") }
+        let parts = resource.split(separator: "/").map(String.init)
+        guard parts.count >= 2 else { throw FactoryError(.workFailed, "Action \(action.id) has a malformed container name.") }
+        let container = ContainerID(account: StorageAccountID(subscriptionId: labID.subscriptionId, resourceGroup: labID.resourceGroup, name: parts[0]), name: parts[1])
+        do {
+            try await client.call { try await backend.deleteContainer(container) }
+        } catch let error as CloudError where error.code == "ContainerNotFound" {}
     }
 
     private func pruneDeployments(_ action: PlanAction) async throws {

@@ -11,13 +11,16 @@ public struct LabInventory: Codable, Sendable, Equatable {
     public var images: [CustomImage]
     /// Blobs in the lab's `imagefactoryvhds` container: temporary copies.
     public var blobs: [BlobProperties]
+    /// Whether the lab's temporary container exists (distribution makes it; cleanup removes it).
+    public var hasTemporaryContainer: Bool
 
-    public init(key: String, lab: Lab?, problem: String?, images: [CustomImage], blobs: [BlobProperties]) {
+    public init(key: String, lab: Lab?, problem: String?, images: [CustomImage], blobs: [BlobProperties], hasTemporaryContainer: Bool? = nil) {
         self.key = key
         self.lab = lab
         self.problem = problem
         self.images = images
         self.blobs = blobs
+        self.hasTemporaryContainer = hasTemporaryContainer ?? !blobs.isEmpty
     }
 }
 
@@ -63,7 +66,7 @@ public struct Inventory: Codable, Sendable, Equatable {
             lines.append("fblob \(blob.id.name) \(blob.contentLength) \(blob.copyStatus?.rawValue ?? "-") \(blob.contentMD5 ?? "-")")
         }
         for lab in labs.sorted(by: { $0.key < $1.key }) {
-            lines.append("lab \(lab.key) \(lab.lab?.id.key ?? "-") \(lab.problem ?? "")")
+            lines.append("lab \(lab.key) \(lab.lab?.id.key ?? "-") \(lab.problem ?? "") \(lab.hasTemporaryContainer ? "container" : "-")")
             for image in lab.images.sorted(by: { $0.id.name < $1.id.name }) {
                 lines.append("  image \(image.id.name.lowercased()) \(image.provisioningState) \(canonical(image.tags))")
             }
@@ -147,8 +150,9 @@ public struct InventoryReader: Sendable {
                 id = lab.id
                 let labID = lab.id
                 async let images = client.call { try await backend.listCustomImages(lab: labID) }
-                let blobs = try await listOrEmpty(ContainerID(account: lab.storageAccount, name: settings.container))
-                return LabInventory(key: target.key, lab: lab, problem: nil, images: try await images, blobs: blobs)
+                let blobs = try await listIfExists(ContainerID(account: lab.storageAccount, name: settings.container))
+                return LabInventory(key: target.key, lab: lab, problem: nil, images: try await images, blobs: blobs ?? [],
+                                    hasTemporaryContainer: blobs != nil)
             } catch let error as CloudError where error.isNotFound || error.status == 403 {
                 return LabInventory(key: target.key, lab: nil, problem: "Lab \(target.labName) (\(id.resourceGroup), \(id.subscriptionId)) cannot be read: \(error.message)", images: [], blobs: [])
             }
@@ -159,11 +163,16 @@ public struct InventoryReader: Sendable {
     }
 
     private func listOrEmpty(_ container: ContainerID) async throws -> [BlobProperties] {
+        try await listIfExists(container) ?? []
+    }
+
+    /// The container's blobs, or nil when the container does not exist.
+    private func listIfExists(_ container: ContainerID) async throws -> [BlobProperties]? {
         let backend = client.backend
         do {
             return try await client.call { try await backend.listBlobs(container: container, prefix: nil) }
         } catch let error as CloudError where error.code == "ContainerNotFound" {
-            return []
+            return nil
         }
     }
 

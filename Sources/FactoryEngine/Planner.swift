@@ -179,6 +179,18 @@ public enum FactoryPlanner {
                                           reason: "temporary copy left by an interrupted distribution"))
             }
         }
+        // A target lab's temporary container goes once this run's distributions to it are done.
+        var distributionsByLab: [String: [String]] = [:]
+        for action in actions where action.stage == .distribute { distributionsByLab[action.labID?.key ?? "", default: []].append(action.id) }
+        for labInventory in inventory.labs {
+            guard let lab = labInventory.lab, lab.id.key != factory.id.key else { continue }
+            let pending = distributionsByLab[lab.id.key] ?? []
+            guard labInventory.hasTemporaryContainer || !pending.isEmpty else { continue }
+            actions.append(PlanAction(id: "cleanup/container/\(lab.storageAccount.name)", stage: .cleanup, kind: .deleteTemporaryContainer,
+                                      lab: lab.id.name, labID: lab.id, resource: "\(lab.storageAccount.name)/\(settings.container)/",
+                                      reason: pending.isEmpty ? "temporary container left by an earlier run" : "temporary container of this run's copies",
+                                      dependsOn: []))
+        }
         let completed = inventory.deployments.filter { $0.provisioningState != "Running" && $0.name.lowercased().hasPrefix(deploymentPrefix) }
             .sorted { $0.timestamp < $1.timestamp }
         var prune = completed.filter { options.now.timeIntervalSince($0.timestamp) > options.deploymentMaxAge }

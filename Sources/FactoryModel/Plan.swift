@@ -25,6 +25,8 @@ public enum ActionKind: String, Codable, Sendable {
     /// A VM in the factory lab with neither ImagePath nor FactoryIgnore tag: reported, left alone.
     case reportUnknownVM
     case deleteTemporaryBlob
+    /// Delete a target lab's temporary container once distribution is done (the original did too).
+    case deleteTemporaryContainer
     case pruneDeployments
     /// Delete a VHD and its record from the factory storage.
     case retireRecord

@@ -65,7 +65,7 @@ struct FactoryRunTests {
             try repo.commitSampleConfiguration()
             let first = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.instant)
             #expect(first.status == 0, "\(first)")
-            #expect(first.stdout.contains("34 succeeded, 0 failed"), "\(first.stdout)")
+            #expect(first.stdout.contains("38 succeeded, 0 failed"), "\(first.stdout)")
             try Self.expectFinished(repo)
             let writesBefore = try Self.operations(repo).filter { $0["write"] as? Bool == true }.count
             let second = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.instant)
@@ -189,7 +189,7 @@ struct FactoryRunTests {
             #expect(plan.status == 0, "\(plan)")
             let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: planFile))) as? [String: Any]
             #expect(saved?["formatVersion"] as? Int == 1)
-            #expect((saved?["actions"] as? [Any])?.count == 34)
+            #expect((saved?["actions"] as? [Any])?.count == 38)
             // Someone changes a lab after the plan was made.
             #expect(try ImageFactory.run(["local", "add-image", "--repo", repo.path, "--lab", "QALab", "--name", "handmade"], environment: env).status == 0)
             let apply = try ImageFactory.run(["apply", planFile, "--repo", repo.path], environment: env)
@@ -209,7 +209,7 @@ struct FactoryRunTests {
             #expect(dry.status == 0, "\(dry)")
             let plan = try JSONSerialization.jsonObject(with: Data(dry.stdout.utf8)) as? [String: Any]
             let actions = plan?["actions"] as? [[String: Any]] ?? []
-            #expect(actions.count == 34)
+            #expect(actions.count == 38)
             #expect(Set(actions.compactMap { $0["stage"] as? String }) == ["build", "snap", "distribute", "cleanup"])
             #expect(plan?["commit"] as? String == (try repo.git("rev-parse", "HEAD")))
             #expect((plan?["inventoryFingerprint"] as? String)?.count == 64)

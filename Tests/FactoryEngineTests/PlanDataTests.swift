@@ -69,7 +69,7 @@ struct PlanDataTests {
         let plan = Self.plan(configuration, inventory)
         let kinds = Set(plan.actions.map(\.kind))
         let all: Set<ActionKind> = [.buildVM, .replaceStaleVM, .captureImage, .distributeImage, .repairImage, .deleteFactoryVM,
-                                    .reportUnknownVM, .deleteTemporaryBlob, .pruneDeployments, .retireRecord, .retireImage]
+                                    .reportUnknownVM, .deleteTemporaryBlob, .deleteTemporaryContainer, .pruneDeployments, .retireRecord, .retireImage]
         #expect(kinds == all)
         #expect(plan.diagnostics.errors.contains { $0.message.contains("GhostLab") })
         #expect(plan.actions.contains { $0.crossRegion == true })

@@ -43,6 +43,8 @@ struct PlannerTests {
             "distributeImage distribute/DevLab/\(Self.datacenter)",
             "distributeImage distribute/QALab/\(Self.datacenter)",
             "deleteFactoryVM cleanup/vm/Datacenter",
+            "deleteTemporaryContainer cleanup/container/\(inventory.labInventory("DevLab").lab!.storageAccount.name)",
+            "deleteTemporaryContainer cleanup/container/\(inventory.labInventory("QALab").lab!.storageAccount.name)",
         ])
         let buildAction = try #require(plan.action(build))
         #expect(buildAction.stage == .build)
@@ -78,7 +80,7 @@ struct PlannerTests {
                                           createdAt: Observed.daysAgo(21)), toLab: "DevLab")
         let plan = Self.plan(configuration, inventory)
 
-        #expect(plan.ids == ["distribute/QALab/\(Self.datacenter)"])
+        #expect(plan.ids == ["distribute/QALab/\(Self.datacenter)", "cleanup/container/\(inventory.labInventory("QALab").lab!.storageAccount.name)"])
         let distribute = try #require(plan.actions.first)
         #expect(distribute.kind == .distributeImage)
         #expect(distribute.imageName == existing)
@@ -137,7 +139,7 @@ struct PlannerTests {
                                           createdAt: Observed.daysAgo(20)), toLab: "QALab")
         let plan = Self.plan(configuration, inventory)
 
-        #expect(plan.ids == ["distribute/DevLab/\(Self.datacenter)"])
+        #expect(plan.ids == ["distribute/DevLab/\(Self.datacenter)", "cleanup/container/\(inventory.labInventory("DevLab").lab!.storageAccount.name)"])
         let repair = try #require(plan.actions.first)
         #expect(repair.kind == .repairImage)
         #expect(repair.imageName == name)
