@@ -143,10 +143,13 @@ public struct FactoryExecutor: Sendable {
         let start = Date()
         for dependency in action.dependsOn {
             let outcome = await state.outcome(dependency)
-            // A dependency that ran and did not succeed skips this action; one not run here (another stage) does not.
-            if let outcome, outcome != .succeeded {
+            // Every dependency must have run and succeeded in this execution: one that failed, was skipped,
+            // or was not run (its stage not selected) holds this action back, so `retire` alone never
+            // deletes an image before its replacement exists.
+            if outcome != .succeeded {
                 await state.set(action.id, .skipped)
-                let result = ActionResult(action: action, outcome: .skipped, message: "skipped: \(dependency) did not succeed", start: start, end: Date())
+                let why = outcome == nil ? "was not run" : "did not succeed"
+                let result = ActionResult(action: action, outcome: .skipped, message: "skipped: \(dependency) \(why)", start: start, end: Date())
                 events(.actionFinished(result))
                 return result
             }
@@ -229,6 +232,14 @@ public struct FactoryExecutor: Sendable {
             guard let existing, existing.tags[FactoryTag.templateSha] == t.blobSha,
                   existing.tags[FactoryTag.runID] == options.runID else { throw error }
         }
+        try await finishBuild(t, vm: vm)
+    }
+
+    /// What follows a deployment, also for a VM adopted from an interrupted run: wait for
+    /// provisioning, delete the VM and report each failed artifact if any, stop a specialized
+    /// VM, and wait until it is deallocated (sysprep / deprovision shut generalized ones down).
+    private func finishBuild(_ t: GoldenImageTemplate, vm: VirtualMachineID) async throws {
+        let backend = client.backend
         let timeout = options.timeoutSeconds
         let provisioned = try await client.poll(timeout: timeout, what: "Deployment of \(t.vmName)",
                                                 read: { try await backend.getVirtualMachine(vm) }, hint: { $0.retryAfter },
@@ -241,7 +252,7 @@ public struct FactoryExecutor: Sendable {
                 ? "VM \(t.vmName) failed to provision; it was deleted."
                 : "VM \(t.vmName) was deleted because artifacts failed: " + failures.joined(separator: "; "))
         }
-        if t.osState == .specialized {
+        if t.osState == .specialized && !provisioned.isDeallocated && provisioned.powerState.lowercased() != "deallocating" {
             let stop = try await client.call { try await backend.stopVirtualMachine(vm) }
             try await client.wait(for: stop, timeout: timeout)
         }
@@ -254,9 +265,7 @@ public struct FactoryExecutor: Sendable {
         let backend = client.backend
         let name = action.imageName!
         let vm = VirtualMachineID(lab: factory.id, name: t.vmName)
-        let timeout = options.timeoutSeconds
-        _ = try await client.poll(timeout: timeout, what: "Shutdown of \(t.vmName)", read: { try await backend.getVirtualMachine(vm) },
-                                  hint: { $0.retryAfter }, done: { $0.isDeallocated })
+        try await finishBuild(t, vm: vm)  // a no-op wait for a VM built in this run; the whole finish for an adopted one
         try await ensureContainer(factoryContainer)
         let vhd = BlobID(container: factoryContainer, name: name + ".vhd")
         _ = try await client.call { try await backend.exportOSDisk(vm, to: vhd) }
@@ -301,6 +310,11 @@ public struct FactoryExecutor: Sendable {
         let timeout = options.timeoutSeconds
         let imageID = CustomImageID(lab: lab.id, name: name)
         if action.kind == .repairImage {
+            // Only the factory's own failed copy is deleted; the tag is checked again right before.
+            let current = try await client.call { try await backend.getCustomImage(imageID) }
+            guard current.tags[FactoryTag.imagePath] != nil else {
+                throw FactoryError(.workFailed, "Image \(name) in \(lab.id.name) is not the factory's (no ImagePath tag); it was left alone.")
+            }
             let deletion = try await client.call { try await backend.deleteCustomImage(imageID) }
             try await client.wait(for: deletion, timeout: timeout)
         }
@@ -308,6 +322,12 @@ public struct FactoryExecutor: Sendable {
         try await ensureContainer(container)
         let source = BlobID(container: factoryContainer, name: record.vhdFileName)
         let destination = BlobID(container: container, name: name + ".vhd")
+        // A copy left pending by an interrupted run blocks a new one (409 PendingCopyOperation): abort it first.
+        if let leftover = try? await client.call({ try await backend.getBlobProperties(destination) }), leftover.copyStatus == .pending {
+            do {
+                try await client.call { try await backend.abortBlobCopy(destination) }
+            } catch let error as CloudError where error.code == "NoPendingCopyOperation" {}
+        }
         _ = try await client.call { try await backend.startBlobCopy(from: source, to: destination) }
         let copied = try await waitForCopy(destination, what: "Copy of \(name) to \(lab.id.name)")
         if let expected = record.md5, copied.contentMD5 != expected {

@@ -88,7 +88,14 @@ public struct FactoryLock: Sendable {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .seconds(max(0.05, self.leaseSeconds / 3)))
                         if Task.isCancelled { break }
-                        try? await self.renew(runID: runID)
+                        do {
+                            try await self.renew(runID: runID)
+                        } catch is CancellationError {
+                            break
+                        } catch {
+                            // Another run may hold the factory now: stop rather than run side by side.
+                            throw FactoryError(.workFailed, "Lost the factory lock (run \(runID)): \(error). The run stopped; run again to finish the work.")
+                        }
                     }
                     return nil
                 }

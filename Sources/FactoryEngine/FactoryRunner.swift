@@ -30,6 +30,10 @@ public struct FactoryRunner: Sendable {
             throw FactoryError.invalidInput("The plan was made at commit \(plan.commit ?? "worktree"), but the configuration is now at \(configuration.commit ?? "worktree").",
                                             hint: "Make a new plan with `imagefactory plan --out FILE`, or apply with --ref \(plan.commit ?? "HEAD").")
         }
+        if requireSamePlanBasis, let digest = plan.configurationDigest, !configuration.digest.isEmpty, digest != configuration.digest {
+            throw FactoryError.invalidInput("The configuration changed since the plan was made (Labs.json, a template or the settings differ).",
+                                            hint: "Make a new plan with `imagefactory plan --out FILE` and review it.")
+        }
         guard plan.hasWrites else {
             // Nothing to change: no lock, no writes at all.
             return RunSummary(runID: runID, commit: plan.commit, results: plan.actions.map {

@@ -57,7 +57,7 @@ public struct Inventory: Codable, Sendable, Equatable {
     public var fingerprint: String {
         var lines: [String] = ["factory \(factory.id.key) \(factory.location)"]
         for vm in factoryVMs.sorted(by: { $0.id.name < $1.id.name }) {
-            lines.append("vm \(vm.id.name.lowercased()) \(vm.provisioningState) \(vm.powerState) \(canonical(vm.tags))")
+            lines.append("vm \(vm.id.name.lowercased()) \(vm.provisioningState) \(vm.powerState) \(canonical(vm.tags)) \(vm.failedArtifacts.map(\.name).joined(separator: ","))")
         }
         for image in factoryImages.sorted(by: { $0.id.name < $1.id.name }) {
             lines.append("fimage \(image.id.name.lowercased()) \(image.provisioningState) \(canonical(image.tags))")
@@ -123,6 +123,9 @@ public struct InventoryReader: Sendable {
                 return (try VhdRecord.decode(data), nil)
             } catch let error as CloudError where error.isNotFound {
                 return (nil, nil)  // deleted meanwhile
+            } catch let error as DecodingError where Self.describe(error).contains("newer than this imagefactory") {
+                throw FactoryError.invalidInput("The record \(blob.id.name) in the factory storage was written by a newer imagefactory (\(Self.describe(error))).",
+                                                hint: "Upgrade imagefactory; nothing was changed.")
             } catch let error as DecodingError {
                 return (nil, .warning("The record \(blob.id.name) in the factory storage cannot be read (\(Self.describe(error))); it is ignored and never deleted.",
                                       hint: "Fix or remove it by hand."))

@@ -49,6 +49,8 @@ public enum FactoryPlanner {
         let labsByKey = Dictionary(inventory.labs.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         var takenNames = Set(inventory.records.map(\.imageName))
         for blob in inventory.factoryBlobs { takenNames.insert((blob.id.name as NSString).deletingPathExtension) }
+        // A name some lab already uses for an image the factory did not make is not free either.
+        for lab in inventory.labs { for image in lab.images where image.tags[FactoryTag.imagePath] == nil { takenNames.insert(image.id.name) } }
 
         /// The image each template path will have at the end of the run: the planned capture or the newest record.
         struct Latest {
@@ -116,6 +118,12 @@ public enum FactoryPlanner {
                                           hint: "Create the lab (or run `imagefactory local init`), or fix its entry in Labs.json."))
                 continue
             }
+            if lab.id.key == factory.id.key || lab.storageAccount.name.lowercased() == factory.storageAccount.name.lowercased() {
+                diagnostics.append(.error("Lab \(target.labName) is the factory lab: it keeps the images as VHDs and receives no copies.",
+                                          file: configuration.configDirectory + "/Labs.json", line: target.line,
+                                          hint: "Remove the factory lab from Labs.json."))
+                continue
+            }
             let imagesByName = Dictionary(labInventory.images.map { ($0.id.name.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
             let crossRegion = Location.normalize(lab.location) != Location.normalize(factory.location)
             for path in target.images {
@@ -124,7 +132,16 @@ public enum FactoryPlanner {
                 var kind = ActionKind.distributeImage
                 var reason = "lab subscribes to \(path) and lacks \(newest.imageName)"
                 if let existing {
-                    if existing.provisioningState != "Failed" { continue }
+                    guard existing.tags[FactoryTag.imagePath] != nil else {
+                        diagnostics.append(.error("Lab \(lab.id.name) has an image named \(existing.id.name) that the factory did not make; \(path) cannot be delivered under that name.",
+                                                  hint: "Rename or remove that image in the lab."))
+                        continue
+                    }
+                    if existing.provisioningState != "Failed" {
+                        // An image still being created keeps its source VHD until it is done.
+                        if existing.provisioningState != "Succeeded" { temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd") }
+                        continue
+                    }
                     kind = .repairImage
                     reason = "a failed copy of \(newest.imageName) is in the lab: delete and make it again"
                 } else if labInventory.blobs.contains(where: { $0.id.name == newest.imageName + ".vhd" }) {
@@ -146,6 +163,10 @@ public enum FactoryPlanner {
             if vm.tags[FactoryTag.ignore] != nil { continue }
             if vm.tags[FactoryTag.imagePath] != nil {
                 if builtVMs[key] != nil && !adoptedVMs.contains(key) { continue }  // replaced or rebuilt: handled below
+                if vm.provisioningState == "Failed" {
+                    diagnostics.append(.error("Factory VM \(vm.id.name) (\(vm.tags[FactoryTag.imagePath] ?? "?")) failed to provision; it is deleted.",
+                                              hint: "Look at the template's artifacts and the lab's deployment history; the next run builds it again."))
+                }
                 let reason = vm.provisioningState == "Failed" ? "factory VM failed to provision (\(vm.provisioningState))" : "factory VM is no longer needed once captured"
                 actions.append(PlanAction(id: "cleanup/vm/\(vm.id.name)", stage: .cleanup, kind: .deleteFactoryVM, lab: factory.id.name, labID: factory.id,
                                           imagePath: vm.tags[FactoryTag.imagePath], vmName: vm.id.name, reason: reason,
@@ -162,7 +183,11 @@ public enum FactoryPlanner {
                                       imagePath: template.path, vmName: template.vmName, reason: "factory VM is no longer needed once captured",
                                       dependsOn: [captureID]))
         }
-        let recordFiles = Set(inventory.records.flatMap { [$0.vhdFileName, $0.imageName + ".json"] })
+        var recordFiles = Set(inventory.records.flatMap { [$0.vhdFileName, $0.imageName + ".json"] })
+        // A record this version cannot read still owns its VHD: never delete it as temporary.
+        for blob in inventory.factoryBlobs where blob.id.name.lowercased().hasSuffix(".json") {
+            recordFiles.insert(String(blob.id.name.dropLast(5)) + ".vhd")
+        }
         for blob in inventory.factoryBlobs.sorted(by: { $0.id.name < $1.id.name }) {
             let name = blob.id.name
             if recordFiles.contains(name) || name == lockBlob || name == lockHolderBlob { continue }
@@ -172,7 +197,7 @@ public enum FactoryPlanner {
                                       reason: "VHD without a record: left by an interrupted capture"))
         }
         for labInventory in inventory.labs {
-            guard let lab = labInventory.lab else { continue }
+            guard let lab = labInventory.lab, lab.storageAccount.name.lowercased() != factory.storageAccount.name.lowercased() else { continue }
             for blob in labInventory.blobs where !temporaryInUse.contains("\(lab.storageAccount.name)/\(blob.id.name)") {
                 actions.append(PlanAction(id: "cleanup/blob/\(lab.storageAccount.name)/\(blob.id.name)", stage: .cleanup, kind: .deleteTemporaryBlob,
                                           lab: lab.id.name, labID: lab.id, resource: "\(lab.storageAccount.name)/\(settings.container)/\(blob.id.name)",
@@ -276,9 +301,11 @@ public enum FactoryPlanner {
             diagnostics.append(.error("This run would delete \(deletions) images, more than --max-deletions \(settings.maxDeletions): no image will be deleted.",
                                       hint: "Check Labs.json and the templates (a removed folder retires every image under it); if the deletions are intended, raise --max-deletions."))
         }
-        return Plan(commit: configuration.commit, inventoryFingerprint: inventory.fingerprint, createdAt: options.now, factoryLab: factory.id.name,
-                    settings: PlanSettings(maxConcurrentJobs: settings.maxConcurrentJobs, imagesToSave: settings.imagesToSave,
-                                           maxDeletions: settings.maxDeletions, timeoutMinutes: settings.timeoutMinutes, force: options.force),
-                    actions: actions, diagnostics: diagnostics)
+        var plan = Plan(commit: configuration.commit, inventoryFingerprint: inventory.fingerprint, createdAt: options.now, factoryLab: factory.id.name,
+                        settings: PlanSettings(maxConcurrentJobs: settings.maxConcurrentJobs, imagesToSave: settings.imagesToSave,
+                                               maxDeletions: settings.maxDeletions, timeoutMinutes: settings.timeoutMinutes, force: options.force),
+                        actions: actions, diagnostics: diagnostics)
+        plan.configurationDigest = configuration.digest.isEmpty ? nil : configuration.digest
+        return plan
     }
 }

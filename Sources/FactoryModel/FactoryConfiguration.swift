@@ -43,6 +43,9 @@ public struct FactoryConfiguration: Sendable {
     public var labs: [TargetLab]
     public var templates: [GoldenImageTemplate]
     public var diagnostics: [Diagnostic]
+    /// Digest of every configuration file (path and blob SHA): a saved plan is refused when it
+    /// changed, even in the working tree where there is no commit to compare.
+    public var digest: String = ""
 
     public var isValid: Bool { !diagnostics.hasErrors }
 
@@ -108,6 +111,13 @@ public enum ConfigurationLoader {
                                       file: labsPath, hint: "Check --repo, --ref and --config-dir; the folder must hold Labs.json and GoldenImages/."))
         }
 
+        // The factory lab keeps VHDs; copying them into itself would destroy them.
+        for lab in labs where lab.subscriptionId.lowercased() == settings.subscriptionId.lowercased()
+            && lab.labName.lowercased() == settings.factoryLab.lowercased() {
+            diagnostics.append(.error("Lab \(lab.labName) is the factory lab (factoryLab in \(FactorySettings.fileName)); it cannot also receive images.",
+                                      file: labsPath, line: lab.line, hint: "Remove it from Labs.json, or choose another factory lab."))
+        }
+
         // Templates no lab uses.
         let usedPaths = Set(zip(index.templatePaths, used).lazy.filter { $0.1 }.map { $0.0 })
         for template in templates where !usedPaths.contains(template.path) {
@@ -120,8 +130,10 @@ public enum ConfigurationLoader {
                                       file: snapshot.displayPath(goldenImagesFolder),
                                       hint: "Put one ARM template (*.json) per golden image in that folder or its sub-folders."))
         }
-        return FactoryConfiguration(commit: snapshot.commit, configDirectory: snapshot.configDirectory, settings: settings,
-                                    labs: labs, templates: templates, diagnostics: diagnostics)
+        var configuration = FactoryConfiguration(commit: snapshot.commit, configDirectory: snapshot.configDirectory, settings: settings,
+                                                 labs: labs, templates: templates, diagnostics: diagnostics)
+        configuration.digest = StableHash.sha256(snapshot.files.map { "\($0.path) \($0.blobSha)" }.sorted().joined(separator: "\n"))
+        return configuration
     }
 
     struct ParsedJSON {

@@ -90,6 +90,8 @@ public struct Plan: Codable, Sendable, Equatable {
     public var actions: [PlanAction]
     /// Problems found while planning (e.g. a lab that does not exist, too many deletions).
     public var diagnostics: [Diagnostic]
+    /// Digest of the configuration files the plan was made from (absent in plans of older versions).
+    public var configurationDigest: String?
 
     public init(commit: String?, inventoryFingerprint: String, createdAt: Date, factoryLab: String, settings: PlanSettings,
                 actions: [PlanAction], diagnostics: [Diagnostic]) {

@@ -124,27 +124,23 @@ final class OperationsLog: Sendable {
         var pid: Int32
     }
 
-    private let handle: FileHandle?
-    private let lock = NSLock()
+    /// Opened with O_APPEND: each line goes out in one write at the end of the file, so several
+    /// processes (two runs, `local serve` and the CLI) never overwrite each other's lines.
+    private let descriptor: Int32
 
     init(url: URL) {
-        if !FileManager.default.fileExists(atPath: url.path) {
-            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
-        }
-        handle = try? FileHandle(forWritingTo: url)
-        _ = try? handle?.seekToEnd()
+        descriptor = open(url.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
     }
+
+    deinit { if descriptor >= 0 { close(descriptor) } }
 
     static func timestamp(_ date: Date) -> String {
         date.ISO8601Format(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
     func append(_ entry: Entry) {
-        guard let handle, var line = try? JSONEncoder.sorted.encode(entry) else { return }
+        guard descriptor >= 0, var line = try? JSONEncoder.sorted.encode(entry) else { return }
         line.append(UInt8(ascii: "\n"))
-        lock.withLock {
-            _ = try? handle.seekToEnd()
-            try? handle.write(contentsOf: line)
-        }
+        _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
     }
 }

@@ -569,6 +569,12 @@ public final class LocalCloud: CloudBackend {
                                     metadata: sourceRecord.metadata, lastModified: now, copy: copy)
             do {
                 return try await self.db.write { db in
+                    // As Azure: a destination with a copy still pending, or under a lease, cannot be overwritten.
+                    if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
+                       current.properties(at: Date()).copyStatus == .pending {
+                        throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
+                    }
+                    try self.checkNoLease(db, destination)
                     try self.replaceBlob(db, record)
                     return record.properties(at: now)
                 }

@@ -55,6 +55,10 @@ struct PlanCommand: AsyncParsableCommand {
             if let out { try plan.encoded().write(to: URL(fileURLWithPath: out)) }
             if output.json { Console.out(String(decoding: try plan.encoded(), as: UTF8.self)) } else { PlanRenderer.print(plan) }
             DiagnosticRenderer.printAnnotations(plan.diagnostics, ci: output.ciMode)
+            // A plan with errors (a missing lab, too many deletions) would fail: say so to CI gates.
+            if plan.diagnostics.hasErrors { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw ErrorMapper.report(error, ci: output.ciMode)
         }
@@ -161,12 +165,16 @@ enum FactoryRun {
             } else {
                 plan = try await context.runner.plan(force: force).0
             }
-            let selected = Plan(commit: plan.commit, inventoryFingerprint: plan.inventoryFingerprint, createdAt: plan.createdAt,
-                                factoryLab: plan.factoryLab, settings: plan.settings,
-                                actions: plan.actions.filter { stages.contains($0.stage) }, diagnostics: plan.diagnostics)
+            let selected = {
+                var selected = plan
+                selected.actions = plan.actions.filter { stages.contains($0.stage) }
+                return selected
+            }()
             if dryRun {
                 if output.json { Console.out(String(decoding: try selected.encoded(), as: UTF8.self)) } else { PlanRenderer.print(selected) }
                 DiagnosticRenderer.printAnnotations(selected.diagnostics, ci: ci)
+                // A plan with errors (a missing lab, too many deletions) would fail: say so to CI gates.
+                if selected.diagnostics.hasErrors { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
                 return
             }
             let runID = RunID.make()

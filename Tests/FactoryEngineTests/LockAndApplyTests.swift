@@ -46,14 +46,14 @@ struct LockAndApplyTests {
     @Test("a lock left by a killed run expires after its lease, and a new run can take it")
     func leaseExpires() async throws {
         let factory = try await LocalFactory(Self.fixture())
-        // Two seconds: long enough that a loaded CI machine still sees the lease held, short for a test.
-        let killed = try await Self.lock(factory, leaseSeconds: 2)
+        // Six seconds: long enough that a loaded CI machine (tests run in parallel) still sees the lease held.
+        let killed = try await Self.lock(factory, leaseSeconds: 6)
         try await killed.acquire(runID: "A")  // and never released
-        let next = try await Self.lock(factory, leaseSeconds: 2)
+        let next = try await Self.lock(factory, leaseSeconds: 6)
         let error = try await #require(throws: FactoryError.self) { try await next.acquire(runID: "B") }
         #expect(error.description.contains("run A"))
 
-        try await Task.sleep(for: .seconds(2.3))
+        try await Task.sleep(for: .seconds(6.3))
         try await next.acquire(runID: "B")
         let holder = try await factory.observer.getBlob(BlobID(container: factory.container(of: "ImageFactory"), name: FactoryPlanner.lockHolderBlob))
         #expect(String(decoding: holder, as: UTF8.self).contains("\"runID\":\"B\""))
