@@ -47,17 +47,13 @@ extension LocalServeService {
         case "GET":
             return .json(200, labJSON(try await cloud.getLab(id)))
         case "PUT":
-            // Creating a lab takes the local cloud no time; the answer still has ARM's LRO shape.
+            // Creating a lab takes the local cloud no time; a new lab still answers in ARM's LRO shape
+            // (201 with Location), whose status URL reports success at once.
             let existed = (try? await cloud.getLab(id)) != nil
-            let location = request.json?["location"]?.string ?? "westeurope"
-            let lab = try await cloud.createLab(id, location: location)
-            var response = ServeResponse.json(existed ? 200 : 201, labJSON(lab))
-            if !existed {
-                let done = started(request, OperationHandle(id: "noop", retryAfter: 0), status: 201, body: labJSON(lab),
-                                   provider: Self.dtlProvider, location: lab.location, finalTarget: Self.selfTarget(request), headers: .location)
-                response = done
-            }
-            return response
+            let lab = try await cloud.createLab(id, location: request.json?["location"]?.string ?? "westeurope")
+            if existed { return .json(200, labJSON(lab)) }
+            return started(request, OperationHandle(id: "noop", retryAfter: 0), status: 201, body: labJSON(lab),
+                           provider: Self.dtlProvider, location: lab.location, finalTarget: Self.selfTarget(request), headers: .location)
         default:
             return Self.methodNotAllowed(request, "GET and PUT (labs are not deleted through the local cloud's REST face)")
         }
@@ -95,7 +91,7 @@ extension LocalServeService {
         }
         if expand.contains("computevm") {
             properties["computeVm"] = [
-                "statuses": [["code": "ProvisioningState/\(vm.provisioningState.lowercased())", "displayStatus": .string("Provisioning \(vm.provisioningState.lowercased())")],
+                "statuses": [["code": .string("ProvisioningState/\(vm.provisioningState.lowercased())"), "displayStatus": .string("Provisioning \(vm.provisioningState.lowercased())")],
                              ["code": .string("PowerState/\(vm.powerState.lowercased())"), "displayStatus": .string("VM \(vm.powerState.lowercased())")]],
                 "osType": vm.osType.map { .string($0.rawValue) } ?? .null,
                 "vmSize": "Standard_DS2_v2",
@@ -237,7 +233,7 @@ extension LocalServeService {
             guard let osType = vhd["osType"]?.string.flatMap(OSType.init(caseInsensitive:)) else {
                 return .armError(400, "InvalidParameter", "properties.vhd.osType must be Windows or Linux.")
             }
-            let blob = try blobID(fromURI: imageName, defaultAccount: lab.storageAccount, defaultContainer: "uploads")
+            let blob = try await blobID(fromURI: imageName, defaultAccount: lab.storageAccount, defaultContainer: "uploads")
             let imageRequest = CustomImageRequest(id: id, vhd: blob, osType: osType, sysprep: vhd["sysPrep"]?.bool ?? false,
                                                   description: properties["description"]?.string ?? "",
                                                   author: properties["author"]?.string ?? "", tags: body["tags"]?.stringMap ?? [:])
@@ -260,26 +256,13 @@ extension LocalServeService {
         }
     }
 
-    /// A blob from a URI as clients write it: `https://{account}.blob.core.windows.net/{container}/{blob}`,
-    /// this server's path-style `http(s)://127.0.0.1:{port}/{account}/{container}/{blob}`, or a bare blob name.
-    func blobID(fromURI uri: String, defaultAccount: StorageAccountID, defaultContainer: String) throws -> BlobID {
-        guard let url = URLComponents(string: uri), let host = url.host else {
+    /// A blob from a URI as clients write it (see `BlobService.blobID(fromURI:cloud:)`), or a bare blob
+    /// name in the default account and container.
+    func blobID(fromURI uri: String, defaultAccount: StorageAccountID, defaultContainer: String) async throws -> BlobID {
+        guard URLComponents(string: uri)?.host != nil else {
             return BlobID(container: ContainerID(account: defaultAccount, name: defaultContainer), name: uri)
         }
-        var parts = url.percentEncodedPath.split(separator: "/", omittingEmptySubsequences: true).map { ServeRequest.decode(String($0)) }
-        let accountName: String
-        if host.lowercased().hasSuffix(".blob.core.windows.net") {
-            accountName = String(host.split(separator: ".")[0])
-        } else {
-            guard !parts.isEmpty else { throw CloudError(status: 400, code: "InvalidUri", message: "The blob URI '\(uri)' names no storage account.") }
-            accountName = parts.removeFirst()
-        }
-        guard parts.count >= 2 else { throw CloudError(status: 400, code: "InvalidUri", message: "The blob URI '\(uri)' names no container and blob.") }
-        let account: StorageAccountID
-        if accountName.lowercased() == defaultAccount.name.lowercased() { account = defaultAccount }
-        else if let found = try await cloud.storageAccount(named: accountName) { account = found }
-        else { throw CloudError(status: 400, code: "InvalidUri", message: "The storage account '\(accountName)' of '\(uri)' does not exist in the local cloud.") }
-        return BlobID(container: ContainerID(account: account, name: parts[0]), name: parts.dropFirst().joined(separator: "/"))
+        return try await BlobService.blobID(fromURI: uri, cloud: cloud)
     }
 
     // MARK: Artifact sources

@@ -72,7 +72,7 @@ extension LocalServeService {
                 artifacts.append(ArtifactReference(artifactId: artifactID, parameters: ps))
             }
         }
-        let lab = try await cloud.getLab(vm.lab)
+        _ = try await cloud.getLab(vm.lab)  // a missing lab is a 404 before anything starts
         let handle = try await cloud.deployVirtualMachine(VMDeploymentRequest(
             vm: vm, template: template.data, parameters: parameters, artifacts: artifacts, tags: body["tags"]?.stringMap ?? [:], deploymentName: name))
         guard let created = try await cloud.listDeployments(subscriptionId: sub, resourceGroup: rg).first(where: { $0.name.lowercased() == name.lowercased() }) else {
@@ -81,7 +81,6 @@ extension LocalServeService {
         // ARM answers a deployment PUT with 201 and an Azure-AsyncOperation URL under the deployment.
         let apiVersion = request.query("api-version") ?? ""
         let statusURL = "\(request.origin)/subscriptions/\(sub)/resourcegroups/\(rg)/providers/Microsoft.Resources/deployments/\(name)/operationStatuses/\(handle.id)?api-version=\(apiVersion)"
-        _ = lab
         return .json(201, deploymentJSON(created), headers: [("Azure-AsyncOperation", statusURL), ("Retry-After", String(RetryAfter.seconds(handle.retryAfter)))])
     }
 

@@ -8,15 +8,12 @@ public struct LocalServeSettings: Sendable {
     public var pageSize: Int
     /// ARM's per-subscription write limit, applied at the front door as ARM does.
     public var throttle: ThrottleSettings
-    public var tokens: TokenAuthority.Settings
     /// The tenant named in tokens and in the OpenID configuration.
     public var tenant: String
 
-    public init(pageSize: Int = 100, throttle: ThrottleSettings = .azure, tokens: TokenAuthority.Settings = .init(),
-                tenant: String = "00000000-0000-0000-0000-000000000001") {
+    public init(pageSize: Int = 100, throttle: ThrottleSettings = .azure, tenant: String = "00000000-0000-0000-0000-000000000001") {
         self.pageSize = max(1, pageSize)
         self.throttle = throttle
-        self.tokens = tokens
         self.tenant = tenant
     }
 }
@@ -157,6 +154,9 @@ enum ARMAuth {
         case .expired(let at):
             code = "ExpiredAuthenticationToken"
             message = "The access token expiry UTC time '\(at.ISO8601Format())' is earlier than current UTC time '\(Date().ISO8601Format())'."
+        case .revoked:
+            code = "ExpiredAuthenticationToken"
+            message = "The access token has expired: the local cloud was told to expire every token issued so far (POST /_imagefactory/expire-tokens). Get a new token."
         case .wrongAudience(let aud):
             code = "InvalidAuthenticationTokenAudience"
             message = "The access token has been obtained for wrong audience or resource '\(aud)'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.azure.com/'."

@@ -29,8 +29,9 @@ public actor TokenAuthority {
 
     private let key: SymmetricKey
     private var settings: Settings
-    /// Tokens issued before this moment are expired (set by `expireAll`).
-    private var notBefore: Date = .distantPast
+    /// Tokens carry the generation they were issued in; `expireAll` starts a new one, and tokens of
+    /// older generations are expired. (A generation, not a time: `iat` has whole seconds only.)
+    private var generation = 0
     private var issued = 0
 
     public init(key: SymmetricKey, settings: Settings) {
@@ -54,13 +55,10 @@ public actor TokenAuthority {
     public var issuedCount: Int { issued }
 
     /// Makes every token issued so far expired; clients must get a new one.
-    public func expireAll(now: Date = Date()) {
-        // Tokens carry whole-second `iat`: move the bar to the next second so a token issued in
-        // this same second is expired too, and a new one (issued after) is not.
-        notBefore = Date(timeIntervalSince1970: (now.timeIntervalSince1970).rounded(.down) + 1)
+    public func expireAll() {
+        generation += 1
     }
 
-    public func setLifetime(_ seconds: Double) { settings.lifetime = seconds }
 
     // MARK: Token endpoint
 
@@ -111,7 +109,7 @@ public actor TokenAuthority {
             "aud": .string(audience), "iss": .string("https://sts.windows.net/\(tenant)/"), "iat": .number(Double(iat)),
             "nbf": .number(Double(iat)), "exp": .number(Double(iat + lifetime)), "appid": .string(clientID), "azp": .string(clientID),
             "tid": .string(tenant), "oid": .string(Self.objectID(clientID)), "sub": .string(Self.objectID(clientID)),
-            "idtyp": "app", "ver": "1.0", "jti": .string(UUID().uuidString.lowercased()),
+            "idtyp": "app", "ver": "1.0", "jti": .string(UUID().uuidString.lowercased()), "xms_lcgen": .number(Double(generation)),
         ]
         let token = JWT.sign(claims, key: key)
         var body: [String: JSONValue] = ["token_type": "Bearer", "expires_in": .number(Double(lifetime)),
@@ -142,7 +140,7 @@ public actor TokenAuthority {
     // MARK: Checking bearer tokens
 
     public enum Rejection: Sendable, Equatable {
-        case missing, malformed, badSignature, expired(Date), wrongAudience(String)
+        case missing, malformed, badSignature, expired(Date), revoked, wrongAudience(String)
     }
 
     /// Checks an `Authorization` header for a token of the given audience.
@@ -155,9 +153,8 @@ public actor TokenAuthority {
             return JWT.claims(token) == nil ? .malformed : .badSignature
         }
         let exp = Double(claims["exp"]?.int ?? 0)
-        let iat = Double(claims["iat"]?.int ?? 0)
         if exp <= now.timeIntervalSince1970 { return .expired(Date(timeIntervalSince1970: exp)) }
-        if iat < notBefore.timeIntervalSince1970 { return .expired(notBefore) }
+        if (claims["xms_lcgen"]?.int ?? 0) < generation { return .revoked }
         let aud = claims["aud"]?.string ?? ""
         guard Self.audience(of: aud) == audience else { return .wrongAudience(aud) }
         return nil

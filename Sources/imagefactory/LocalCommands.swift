@@ -19,7 +19,7 @@ struct LocalCommand: AsyncParsableCommand {
             `local init` does so explicitly.
             """,
         subcommands: [LocalInitCommand.self, LocalShowCommand.self, LocalResetCommand.self,
-                      LocalAddVMCommand.self, LocalAddImageCommand.self])
+                      LocalAddVMCommand.self, LocalAddImageCommand.self, LocalServeCommand.self])
 }
 
 // MARK: - Bootstrap (shared with every command that uses the local cloud)
