@@ -73,6 +73,7 @@ final class RunConsole: @unchecked Sendable {
 
     func start(runID: String, plan: Plan) {
         let text = "Run \(runID): \(plan.actions.count) action\(plan.actions.count == 1 ? "" : "s") at commit \(plan.commit?.prefix(12) ?? "worktree")"
+            + (plan.actions.isEmpty ? ": nothing to do, every lab has the newest images." : "")
         if let logger { logger.info("run started", metadata: ["run": "\(runID)", "actions": "\(plan.actions.count)", "commit": "\(plan.commit ?? "worktree")"]); return }
         if !options.quiet { line(text) }
     }
