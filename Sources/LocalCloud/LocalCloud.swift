@@ -341,6 +341,7 @@ public final class LocalCloud: CloudBackend {
                     throw CloudError(status: 409, code: "OperationNotAllowed",
                                      message: "Operation 'start' is not allowed on VM '\(id.name)' since the VM is generalized.")
                 }
+                try self.checkNoActiveDiskAccess(db, id)
                 let done = now.addingTimeInterval(delay)
                 record.powerEvents.append(PowerEvent(at: now, state: "Starting"))
                 record.powerEvents.append(PowerEvent(at: done, state: "Running"))
@@ -356,6 +357,7 @@ public final class LocalCloud: CloudBackend {
             try await self.db.write { db in
                 _ = try self.vm(db, id)
                 try db.remove("vm", LocalCloud.vmKey(id))
+                try self.removeDiskAccess(db, id)  // the VM's OS disk goes with it, and any SAS to it
                 return try self.operation(db, completesAt: Date().addingTimeInterval(delay))
             }
         }

@@ -68,8 +68,8 @@ extension LocalServeService {
         if vm.artifacts.contains(where: { $0.status == "Failed" }) { deploymentStatus = "Failed" }
         else if vm.artifacts.allSatisfy({ $0.status == "Succeeded" }) { deploymentStatus = vm.artifacts.isEmpty ? "NotStarted" : "Succeeded" }
         else { deploymentStatus = "Installing" }
-        let computeRG = "\(lab.id.name)-\(vm.id.name)"
-        let computeID = "/subscriptions/\(lab.id.subscriptionId)/resourceGroups/\(computeRG)/providers/Microsoft.Compute/virtualMachines/\(vm.id.name)"
+        // The compute VM lives in the lab's vmCreationResourceGroup (its own resource group): see ARMComputeDisks.swift.
+        let computeID = Self.computeVMResourceID(lab.id, vm.id.name)
         var properties: [String: JSONValue] = [
             "provisioningState": .string(vm.provisioningState), "lastKnownPowerState": .string(vm.powerState),
             "createdDate": .string(vm.createdAt.ISO8601Format()), "computeId": .string(computeID),
@@ -95,7 +95,7 @@ extension LocalServeService {
                              ["code": .string("PowerState/\(vm.powerState.lowercased())"), "displayStatus": .string("VM \(vm.powerState.lowercased())")]],
                 "osType": vm.osType.map { .string($0.rawValue) } ?? .null,
                 "vmSize": "Standard_DS2_v2",
-                "osDiskId": .string("/subscriptions/\(lab.id.subscriptionId)/resourceGroups/\(computeRG)/providers/Microsoft.Compute/disks/\(vm.id.name)_OsDisk"),
+                "osDiskId": .string(Self.diskResourceID(lab.id, vm.id.name)),
                 "dataDiskIds": [], "dataDisks": [],
             ]
         }

@@ -135,7 +135,12 @@ extension LocalServeService {
         }
 
         // Compute VMs and disks behind lab VMs
+        if let p = m("\(sub)/providers/Microsoft.Compute/virtualMachines") { return try await listComputeVMs(request, sub: p["sub"]!, rg: nil) }
+        if let p = m("\(rg)/providers/Microsoft.Compute/virtualMachines") { return try await listComputeVMs(request, sub: p["sub"]!, rg: p["rg"]!) }
         if let p = m("\(rg)/providers/Microsoft.Compute/virtualMachines/{name}") { return try await computeVM(request, p) }
+        if let p = m("\(rg)/providers/Microsoft.Compute/virtualMachines/{name}/{action}") { return try await computeVM(request, p, action: p["action"]) }
+        if let p = m("\(sub)/providers/Microsoft.Compute/disks") { return try await listDisks(request, sub: p["sub"]!, rg: nil) }
+        if let p = m("\(rg)/providers/Microsoft.Compute/disks") { return try await listDisks(request, sub: p["sub"]!, rg: p["rg"]!) }
         if let p = m("\(rg)/providers/Microsoft.Compute/disks/{name}") { return try await disk(request, p, action: nil) }
         if let p = m("\(rg)/providers/Microsoft.Compute/disks/{name}/{action}") { return try await disk(request, p, action: p["action"]) }
 

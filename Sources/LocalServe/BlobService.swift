@@ -199,6 +199,13 @@ struct BlobService {
     /// Copy Blob. A source in another storage account must carry a SAS (`sig=`), as Azure requires for
     /// a private source; the local cloud checks that one is present, not its signature.
     private func startCopy(_ request: ServeRequest, from source: String, to destination: BlobID) async throws -> ServeResponse {
+        if let disk = DiskAccessURL.parse(source) {
+            // A managed disk's SAS (beginGetAccess), as the original factory exported disks.
+            let properties = try await cloud.startBlobCopy(fromDiskAccess: disk.id, signature: disk.signature, sourceURL: source, to: destination)
+            return ServeResponse(status: 202, headers: [("ETag", Self.etag(properties.lastModified)), ("Last-Modified", HTTPDate.format(properties.lastModified)),
+                                                        ("x-ms-copy-id", Self.copyID(destination, properties)),
+                                                        ("x-ms-copy-status", (properties.copyStatus ?? .pending).rawValue)])
+        }
         let sourceID = try await BlobService.blobID(fromURI: source, cloud: cloud)
         let hasSAS = URLComponents(string: source)?.queryItems?.contains { $0.name == "sig" } == true
         if sourceID.container.account.name.lowercased() != account.name.lowercased() && !hasSAS {

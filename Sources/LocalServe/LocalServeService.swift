@@ -62,6 +62,10 @@ public final class LocalServeService: Sendable {
             }
             return await arm(request)
         }
+        if first.hasPrefix(DiskAccessURL.accountPrefix) {
+            // A disk's SAS URL (beginGetAccess): the SAS is the credential, no bearer token.
+            return await diskAccessBlob(request)
+        }
         if !first.isEmpty, let account = try? await cloud.storageAccount(named: first) {
             if let rejection = await tokens.check(request.header("Authorization"), audience: .storage) {
                 return BlobService.authenticationFailed(rejection)

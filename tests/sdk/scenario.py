@@ -219,6 +219,66 @@ def lease_blob():
     expect(blob.get_blob_properties().lease.state == "available", "lease released")
 
 
+def compute_vm_disk_grant_copy_revoke():
+    """How the original factory exported a VM's disk: deallocate, grant read access, copy, revoke."""
+    from azure.storage.blob import BlobClient
+    lab_vm = dtl.virtual_machines.get(RG, "SdkLab1", "sdkvm1")
+    vm = compute.virtual_machines.get(RG, "sdkvm1", expand="instanceView")
+    expect(vm.id.lower() == lab_vm.compute_id.lower(), f"computeId {lab_vm.compute_id} is not the compute VM {vm.id}")
+    codes = [s.code for s in vm.properties.instance_view.statuses]
+    expect("PowerState/running" in codes, f"instance view statuses {codes}")
+    os_disk = vm.properties.storage_profile.os_disk
+    expect(os_disk.os_type == "Linux", f"osType {os_disk.os_type}")
+    disk_name = os_disk.managed_disk.id.split("/")[-1]
+    expect("sdkvm1" in [v.name for v in compute.virtual_machines.list(RG)], "compute VM list")
+    disk = compute.disks.get(RG, disk_name)
+    expect(disk.properties.disk_state == "Attached" and disk.properties.disk_size_gb >= 1 and disk.properties.os_type == "Linux",
+           f"disk {disk.properties.disk_state} {disk.properties.disk_size_gb} {disk.properties.os_type}")
+    try:
+        compute.disks.begin_grant_access(RG, disk_name, {"access": "Read", "durationInSeconds": 3600}).result()
+        raise AssertionError("access to the disk of a running VM was granted")
+    except HttpResponseError as error:
+        expect(error.status_code == 409 and error.error.code == "OperationNotAllowed", f"{error.status_code} {error.error and error.error.code}")
+    dtl.virtual_machines.begin_stop(RG, "SdkLab1", "sdkvm1").result(timeout=120)
+    vm = compute.virtual_machines.get(RG, "sdkvm1", expand="instanceView")
+    codes = [s.code for s in vm.properties.instance_view.statuses]
+    expect("PowerState/deallocated" in codes, f"after stop: {codes}")
+    expect(compute.disks.get(RG, disk_name).properties.disk_state == "Reserved", "disk of a deallocated VM is not Reserved")
+    sas = compute.disks.begin_grant_access(RG, disk_name, {"access": "Read", "durationInSeconds": 3600}).result(timeout=120).access_sas
+    expect(sas and sas.startswith(BASE + "/") and "sig=" in sas, f"accessSAS {sas}")
+    expect(compute.disks.get(RG, disk_name).properties.disk_state == "ActiveSAS", "disk state with a SAS")
+    expected_size = disk.properties.disk_size_bytes + 512
+    source = BlobClient.from_blob_url(sas, connection_verify=CERT)
+    expect(source.get_blob_properties().size == expected_size, "the SAS does not read the disk's VHD")
+    _, dest = blob_client("SdkLab2")
+    target = dest.get_blob_client("uploads", "exported-osdisk.vhd")
+    copy = target.start_copy_from_url(sas)
+    deadline = time.time() + 60
+    while True:
+        status = target.get_blob_properties().copy
+        if status.status != "pending" or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    expect(status.status == "success", f"copy from the disk SAS ended {status.status}: {status.status_description}")
+    expect(status.id == copy["copy_id"], "copy id changed")
+    size = target.get_blob_properties().size
+    expect(size == expected_size, f"copied size {size}, expected {expected_size}")
+    footer = target.download_blob(offset=size - 512, length=512).readall()
+    expect(b"conectix" in footer, "the copied blob has no VHD footer")
+    compute.disks.begin_revoke_access(RG, disk_name).result(timeout=120)
+    expect(compute.disks.get(RG, disk_name).properties.disk_state == "Reserved", "disk state after revoke")
+    try:
+        source.get_blob_properties()
+        raise AssertionError("the SAS still works after endGetAccess")
+    except HttpResponseError as error:
+        expect(error.status_code == 403, f"revoked SAS answered {error.status_code}")
+    try:
+        dest.get_blob_client("uploads", "after-revoke.vhd").start_copy_from_url(sas)
+        raise AssertionError("a copy from a revoked SAS was accepted")
+    except HttpResponseError as error:
+        expect(error.status_code == 403 and error.error_code == "CannotVerifyCopySource", f"{error.status_code} {error.error_code}")
+
+
 def custom_image_from_vhd():
     image = CustomImage(vhd=CustomImagePropertiesCustom(image_name=state["vhd_url"], sys_prep=True, os_type="Linux"),
                         description="From the SDK check", tags={"ImagePath": "Linux/Ubuntu.json"})
@@ -310,6 +370,7 @@ check("lab VM: create and wait with the SDK poller, artifacts expanded", lab_vm_
 check("blobs: put, properties, get, list; copy between accounts with a SAS and wait", blobs_and_copy_between_accounts)
 check("copy from another account without a SAS is refused (403)", copy_without_sas_is_refused)
 check("blob lease: acquire, conflict, renew, release", lease_blob)
+check("compute VM and OS disk of a lab VM: grant access refused while running, stop, grant, copy the SAS, revoke", compute_vm_disk_grant_copy_revoke)
 check("custom image from the copied VHD (LRO)", custom_image_from_vhd)
 check("gallery, image definition, version; replication status", gallery_definition_version)
 check("resource-group deployment of a golden-image template (LRO)", deployment_of_golden_image_template)
