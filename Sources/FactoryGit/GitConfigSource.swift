@@ -189,6 +189,10 @@ public struct GitConfigSource: ConfigSource {
                 let full = url.standardizedFileURL.path
                 guard full.hasPrefix(rootPath + "/") else { continue }
                 let relative = String(full.dropFirst(rootPath.count + 1))
+                // What git ignores is not configuration, in the working tree as in a commit.
+                let repositoryRelative = configDirectory.isEmpty ? relative : configDirectory + "/" + relative
+                var ignored: Int32 = 0
+                if git_ignore_path_is_ignored(&ignored, repo, repositoryRelative) == 0, ignored == 1 { continue }
                 let data = try Data(contentsOf: url)
                 files.append(ConfigFile(path: relative, blobSha: LibGit2.blobHash(data), data: data))
             }

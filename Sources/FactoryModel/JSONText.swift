@@ -34,7 +34,13 @@ public enum JSONText {
         if let fast = text.utf8.withContiguousStorageIfAvailable({ FastJSONReader.parse($0) }), let value = fast {
             return value
         }
-        let utf8 = Data(text.utf8)
+        var utf8 = Data(text.utf8)
+        // ARM accepts `//` and `/* */` comments in templates: blank them out (same byte length, so
+        // error positions stay right) and read again.
+        if let stripped = strippingComments(utf8) {
+            utf8 = stripped
+            if let fast = utf8.withUnsafeBytes({ FastJSONReader.parse($0.bindMemory(to: UInt8.self)) }) { return fast }
+        }
         do {
             return try JSONSerialization.jsonObject(with: utf8, options: [.fragmentsAllowed])
         } catch {
@@ -48,6 +54,50 @@ public enum JSONText {
             if message.hasSuffix(".") { message.removeLast() }
             throw ParseError(message: message, line: line, column: column)
         }
+    }
+
+    /// The bytes with every comment outside strings replaced by spaces (newlines kept), or nil when there is none.
+    static func strippingComments(_ data: Data) -> Data? {
+        var bytes = [UInt8](data)
+        var changed = false
+        var i = 0
+        var inString = false
+        let slash = UInt8(ascii: "/"), star = UInt8(ascii: "*"), quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        let newline = UInt8(ascii: "\n"), space = UInt8(ascii: " ")
+        while i < bytes.count {
+            let b = bytes[i]
+            if inString {
+                if b == backslash { i += 2; continue }
+                if b == quote { inString = false }
+                i += 1
+                continue
+            }
+            if b == quote { inString = true; i += 1; continue }
+            if b == slash, i + 1 < bytes.count, bytes[i + 1] == slash {
+                changed = true
+                while i < bytes.count, bytes[i] != newline { bytes[i] = space; i += 1 }
+                continue
+            }
+            if b == slash, i + 1 < bytes.count, bytes[i + 1] == star {
+                changed = true
+                bytes[i] = space
+                bytes[i + 1] = space
+                i += 2
+                while i < bytes.count {
+                    if bytes[i] == star, i + 1 < bytes.count, bytes[i + 1] == slash {
+                        bytes[i] = space
+                        bytes[i + 1] = space
+                        i += 2
+                        break
+                    }
+                    if bytes[i] != newline { bytes[i] = space }
+                    i += 1
+                }
+                continue
+            }
+            i += 1
+        }
+        return changed ? Data(bytes) : nil
     }
 
     private static func characterOffset(in description: String) -> Int? {

@@ -308,6 +308,18 @@ struct GitConfigSourceTests {
         }
     }
 
+    @Test("working-tree mode skips what git ignores, as a commit would never hold it")
+    func workingTreeSkipsIgnoredFiles() throws {
+        try GitRepositoryFixture.with { repo in
+            try makeRepository(repo)
+            try repo.write(".gitignore", "*.local.json\n")
+            try repo.write("Configuration/GoldenImages/Win2016/Scratch.local.json", SampleFiles.template(notes: "mine only"))
+            let snapshot = try load(repo, .workingTree)
+            #expect(!snapshot.files.contains { $0.path.hasSuffix("Scratch.local.json") })
+            #expect(snapshot.files.contains { $0.path == "GoldenImages/Win2016/Datacenter.json" })
+        }
+    }
+
     @Test("an unknown revision throws FactoryError with exit code invalidInput, naming the revision",
           arguments: ["no-such-branch", "v9.9", "0123456789012345678901234567890123456789", "HEAD~5"])
     func badRevision(revision: String) throws {

@@ -189,3 +189,28 @@ struct ConfigurationEncodingTests {
         #expect(config.templates.map(\.path) == ["B.json"])
     }
 }
+
+/// ARM templates may carry comments; they are read like the service reads them, positions intact.
+struct JSONCommentsTests {
+    @Test func commentsOutsideStringsAreIgnored() throws {
+        let text = """
+            {
+              // the lab VM
+              "resources": [ /* one */ {"type": "Microsoft.DevTestLab/labs/virtualmachines", "url": "https://example.invalid/a//b"} ]
+            }
+            """
+        let object = try #require(try JSONText.parse(text) as? [String: Any])
+        let resources = try #require(object["resources"] as? [[String: Any]])
+        #expect(resources.first?["url"] as? String == "https://example.invalid/a//b")
+    }
+
+    @Test func errorsAfterCommentsKeepTheirPosition() {
+        let text = "{\n  // note\n  \"a\": 1,\n  \"b\": ,\n}"
+        do {
+            _ = try JSONText.parse(text)
+            Issue.record("invalid JSON was accepted")
+        } catch {
+            #expect(error.line == 4, "\(error)")
+        }
+    }
+}
