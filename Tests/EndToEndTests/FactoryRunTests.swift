@@ -77,20 +77,33 @@ struct FactoryRunTests {
         }
     }
 
+    /// Starts `imagefactory run` with slow deployments (cloud.json) and returns once it has deployed
+    /// its first VM: the moment to interrupt it, whatever the machine's load.
+    static func startRunAndWaitForDeployment(_ repo: FixtureRepository) throws -> Process {
+        #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: instant).status == 0)
+        try Data(slowCloudSettings(deploymentSeconds: 2).utf8).write(to: repo.url(".imagefactory/cloud.json"))
+        let process = Process()
+        process.executableURL = try ImageFactory.binary()
+        process.arguments = ["run", "--repo", repo.path]
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
+        environment["IMAGEFACTORY_LOCK_SECONDS"] = "1"
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var deployed = false
+        for _ in 0..<400 where !deployed {
+            Thread.sleep(forTimeInterval: 0.05)
+            deployed = (try? operations(repo))?.contains { $0["kind"] as? String == "deployVirtualMachine" && $0["result"] as? String == "ok" } ?? false
+        }
+        #expect(deployed, "the run never deployed a VM")
+        return process
+    }
+
     @Test func killedRunFinishesOnTheNextRun() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
-            let process = Process()
-            process.executableURL = try ImageFactory.binary()
-            process.arguments = ["run", "--repo", repo.path]
-            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
-            for (k, v) in Self.fast { environment[k] = v }
-            process.environment = environment
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            // Kill it in the middle of the build and distribution stages.
-            Thread.sleep(forTimeInterval: 0.9)
+            let process = try Self.startRunAndWaitForDeployment(repo)
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             #expect(process.terminationReason == .uncaughtSignal)
@@ -109,49 +122,55 @@ struct FactoryRunTests {
         }
     }
 
+    /// Local cloud settings where a deployment takes `deploymentSeconds`: a run that holds the lock long enough to overlap.
+    static func slowCloudSettings(deploymentSeconds: Double) -> String {
+        """
+        {"latency": {"name": "slow-deploy", "request": 0, "deployment": \(deploymentSeconds), "artifact": 0, "shutdown": 0.05, "delete": 0.05,
+                     "copyBase": 0.05, "copyBytesPerSecond": 0, "customImage": 0.05, "galleryVersion": 0.05,
+                     "windowsDiskBytes": 8388608, "linuxDiskBytes": 4194304},
+         "throttle": {"capacity": 0, "refillPerSecond": 0, "enabled": false},
+         "faults": {"seed": 1, "rates": [], "timeoutSeconds": 0.5},
+         "maxDeploymentsPerResourceGroup": 800}
+        """
+    }
+
     @Test func overlappingRunIsRefused() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
-            // Initialise the cloud first so the first run reaches its lock quickly.
-            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.fast).status == 0)
+            // Initialise the cloud, then make deployments slow (cloud.json) so the first run holds the factory for a while.
+            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.instant).status == 0)
+            try Data(Self.slowCloudSettings(deploymentSeconds: 30).utf8).write(to: repo.url(".imagefactory/cloud.json"))
             let process = Process()
             process.executableURL = try ImageFactory.binary()
             process.arguments = ["run", "--repo", repo.path]
-            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
-            environment["IMAGEFACTORY_LOCAL_LATENCY"] = "fast"
-            process.environment = environment
+            process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
             var locked = false
-            for _ in 0..<100 where !locked {
+            for _ in 0..<400 where !locked {
                 Thread.sleep(forTimeInterval: 0.05)
                 locked = (try? Self.operations(repo))?.contains { $0["kind"] as? String == "acquireLease" && $0["result"] as? String == "ok" } ?? false
             }
             #expect(locked)
-            let second = try ImageFactory.run(["run", "--repo", repo.path], environment: ["IMAGEFACTORY_LOCAL_LATENCY": "fast"])
-            process.waitUntilExit()
+            let second = try ImageFactory.run(["run", "--repo", repo.path])
             #expect(second.status == 1, "\(second)")
             #expect(second.stderr.contains("The factory is busy: run "), "\(second)")
             #expect(second.stderr.contains(" since "), "\(second)")
-            #expect(process.terminationStatus == 0)
+            #expect(process.isRunning, "the first run still holds the factory")
+            // Ctrl-C the first run: it stops cleanly and frees the factory at once.
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 130)
+            let third = try ImageFactory.run(["plan", "--repo", repo.path], environment: Self.instant)
+            #expect(third.status == 0, "\(third)")
         }
     }
 
     @Test func interruptExitsWith130() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
-            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.fast).status == 0)
-            let process = Process()
-            process.executableURL = try ImageFactory.binary()
-            process.arguments = ["run", "--repo", repo.path]
-            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
-            for (k, v) in Self.fast { environment[k] = v }
-            process.environment = environment
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            Thread.sleep(forTimeInterval: 0.6)
+            let process = try Self.startRunAndWaitForDeployment(repo)
             kill(process.processIdentifier, SIGINT)
             process.waitUntilExit()
             #expect(process.terminationStatus == 130)
