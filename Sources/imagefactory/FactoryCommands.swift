@@ -35,14 +35,24 @@ struct FactoryContext {
     }
 }
 
-/// `imagefactory plan`: what a run would do, changing nothing.
-struct PlanCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Show what a run would do, from the configuration at the ref and the cloud's inventory; change nothing.")
-
+/// The options every factory command shares: where the configuration is, the factory's
+/// settings, the backend and the output.
+struct FactoryOptions: ParsableArguments {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup(title: "Factory settings") var settings: SettingsOptions
     @OptionGroup var backend: BackendOptions
     @OptionGroup var output: OutputOptions
+
+    func context() async throws -> FactoryContext {
+        try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
+    }
+}
+
+/// `imagefactory plan`: what a run would do, changing nothing.
+struct PlanCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Show what a run would do, from the configuration at the ref and the cloud's inventory; change nothing.")
+
+    @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
 
     @Option(name: .long, help: ArgumentHelp("Save the plan as JSON for `imagefactory apply`.", valueName: "file"))
@@ -50,17 +60,17 @@ struct PlanCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let context = try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
+            let context = try await factory.context()
             let (plan, _) = try await context.runner.plan(force: runOptions.force)
             if let out { try plan.encoded().write(to: URL(fileURLWithPath: out)) }
-            if output.json { Console.out(String(decoding: try plan.encoded(), as: UTF8.self)) } else { PlanRenderer.print(plan) }
-            DiagnosticRenderer.printAnnotations(plan.diagnostics, ci: output.ciMode)
+            if factory.output.json { Console.out(String(decoding: try plan.encoded(), as: UTF8.self)) } else { PlanRenderer.print(plan) }
+            DiagnosticRenderer.printAnnotations(plan.diagnostics, ci: factory.output.ciMode)
             // A plan with errors (a missing lab, too many deletions) would fail: say so to CI gates.
             if plan.diagnostics.hasErrors { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            throw ErrorMapper.report(error, ci: output.ciMode)
+            throw ErrorMapper.report(error, ci: factory.output.ciMode)
         }
     }
 }
@@ -69,10 +79,7 @@ struct PlanCommand: AsyncParsableCommand {
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the factory: build, snap, distribute, cleanup, retire.")
 
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup(title: "Factory settings") var settings: SettingsOptions
-    @OptionGroup var backend: BackendOptions
-    @OptionGroup var output: OutputOptions
+    @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
@@ -90,7 +97,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let selected = Set(stages.flatMap { $0.split(separator: ",").compactMap { Stage(rawValue: String($0)) } })
-        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, reports: reports,
+        try await FactoryRun.execute(factory, reports: reports,
                                      force: runOptions.force, stages: selected.isEmpty ? Set(Stage.allCases) : selected, dryRun: dryRun, planFile: nil)
     }
 }
@@ -101,10 +108,7 @@ struct StageCommand<S: StageName>: AsyncParsableCommand {
         CommandConfiguration(commandName: S.stage.rawValue, abstract: "Run only the \(S.stage.rawValue) stage.")
     }
 
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup(title: "Factory settings") var settings: SettingsOptions
-    @OptionGroup var backend: BackendOptions
-    @OptionGroup var output: OutputOptions
+    @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
@@ -112,7 +116,7 @@ struct StageCommand<S: StageName>: AsyncParsableCommand {
     var dryRun: Bool = false
 
     func run() async throws {
-        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, reports: reports,
+        try await FactoryRun.execute(factory, reports: reports,
                                      force: runOptions.force, stages: [S.stage], dryRun: dryRun, planFile: nil)
     }
 }
@@ -131,28 +135,25 @@ struct ApplyCommand: AsyncParsableCommand {
     @Argument(help: "The plan file written by `imagefactory plan --out`.")
     var planFile: String
 
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup(title: "Factory settings") var settings: SettingsOptions
-    @OptionGroup var backend: BackendOptions
-    @OptionGroup var output: OutputOptions
+    @OptionGroup var factory: FactoryOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     func run() async throws {
-        try await FactoryRun.execute(repository: repository, settings: settings, backend: backend, output: output, reports: reports,
+        try await FactoryRun.execute(factory, reports: reports,
                                      force: false, stages: Set(Stage.allCases), dryRun: false, planFile: planFile)
     }
 }
 
 /// The shared body of `run`, the stage commands and `apply`.
 enum FactoryRun {
-    static func execute(repository: RepositoryOptions, settings: SettingsOptions, backend: BackendOptions, output: OutputOptions,
-                        reports: ReportOptions, force: Bool, stages: Set<Stage>, dryRun: Bool, planFile: String?) async throws {
-        let ci = output.ciMode
+    static func execute(_ factory: FactoryOptions, reports: ReportOptions, force: Bool, stages: Set<Stage>, dryRun: Bool,
+                        planFile: String?) async throws {
+        let ci = factory.output.ciMode
         let summary: RunSummary
         let console: RunConsole
         let startedAt = Date()
         do {
-            let context = try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
+            let context = try await factory.context()
             let plan: Plan
             if let planFile {
                 let data: Data
@@ -171,7 +172,7 @@ enum FactoryRun {
                 return selected
             }()
             if dryRun {
-                if output.json { Console.out(String(decoding: try selected.encoded(), as: UTF8.self)) } else { PlanRenderer.print(selected) }
+                if factory.output.json { Console.out(String(decoding: try selected.encoded(), as: UTF8.self)) } else { PlanRenderer.print(selected) }
                 DiagnosticRenderer.printAnnotations(selected.diagnostics, ci: ci)
                 // A plan with errors (a missing lab, too many deletions) would fail: say so to CI gates.
                 if selected.diagnostics.hasErrors { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
@@ -229,17 +230,14 @@ enum Interrupts {
 struct ImagesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "images", abstract: "List the factory's VHD records, or one lab's custom images with --lab.")
 
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup(title: "Factory settings") var settings: SettingsOptions
-    @OptionGroup var backend: BackendOptions
-    @OptionGroup var output: OutputOptions
+    @OptionGroup var factory: FactoryOptions
 
     @Option(name: .long, help: ArgumentHelp("A lab name from Labs.json (or the factory lab).", valueName: "name"))
     var lab: String?
 
     func run() async throws {
         do {
-            let context = try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
+            let context = try await factory.context()
             let inventory = try await context.runner.inventory()
             if let lab {
                 let images: [CustomImage]
@@ -250,7 +248,7 @@ struct ImagesCommand: AsyncParsableCommand {
                 } else {
                     throw FactoryError.invalidInput("Lab \(lab) is not the factory lab nor in Labs.json.", hint: "Use a LabName from Labs.json.")
                 }
-                if output.json { Console.out(try JSONOutput.encode(images)) ; return }
+                if factory.output.json { Console.out(try JSONOutput.encode(images)) ; return }
                 Console.out("Custom images in \(lab): \(images.count)")
                 for i in images.sorted(by: { $0.createdAt > $1.createdAt }) {
                     Console.out("  \(i.id.name)  \(i.osType.rawValue)  \(i.provisioningState)  \(i.tags[FactoryTag.imagePath] ?? "(not the factory's)")  \(RecordTimestamp.format(i.createdAt))")
@@ -258,13 +256,13 @@ struct ImagesCommand: AsyncParsableCommand {
                 return
             }
             let records = inventory.records.sorted { ($0.imagePath, $0.timestamp) < ($1.imagePath, $1.timestamp) }
-            if output.json { Console.out(try JSONOutput.encode(records)); return }
+            if factory.output.json { Console.out(try JSONOutput.encode(records)); return }
             Console.out("VHD records in the factory storage: \(records.count)")
             for r in records {
                 Console.out("  \(r.imageName)  \(r.imagePath)  \(r.osType.rawValue)  \((r.osState ?? .generalized).rawValue)  \(r.commit.map { String($0.prefix(12)) } ?? "-")  \(RecordTimestamp.format(r.timestamp))")
             }
         } catch {
-            throw ErrorMapper.report(error, ci: output.ciMode)
+            throw ErrorMapper.report(error, ci: factory.output.ciMode)
         }
     }
 }
@@ -273,17 +271,14 @@ struct ImagesCommand: AsyncParsableCommand {
 struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "report", abstract: "Write the golden image catalogue: one self-contained HTML page.")
 
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup(title: "Factory settings") var settings: SettingsOptions
-    @OptionGroup var backend: BackendOptions
-    @OptionGroup var output: OutputOptions
+    @OptionGroup var factory: FactoryOptions
 
     @Option(name: .long, help: ArgumentHelp("Where to write the HTML catalogue.", valueName: "file"))
     var html: String
 
     func run() async throws {
         do {
-            let context = try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
+            let context = try await factory.context()
             let inventory = try await context.runner.inventory()
             let page = CatalogRenderer.html(context.configuration, inventory: inventory, generatedAt: Date())
             let url = URL(fileURLWithPath: html)
@@ -291,7 +286,7 @@ struct ReportCommand: AsyncParsableCommand {
             try Data(page.utf8).write(to: url)
             Console.out("Wrote the catalogue of \(context.configuration.templates.count) golden images to \(html)")
         } catch {
-            throw ErrorMapper.report(error, ci: output.ciMode)
+            throw ErrorMapper.report(error, ci: factory.output.ciMode)
         }
     }
 }
