@@ -167,6 +167,53 @@ struct FactoryRunTests {
         }
     }
 
+    /// kill -9 at several moments of a run (after a deployment, a disk export, a copy, an image
+    /// creation): the next run finishes the work, nothing is duplicated, and nothing is left over.
+    @Test(arguments: ["exportOSDisk", "startBlobCopy", "createCustomImage", "deleteVirtualMachine"])
+    func killedAnywhereLeavesNothingBehind(after kind: String) throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.instant).status == 0)
+            let process = Process()
+            process.executableURL = try ImageFactory.binary()
+            process.arguments = ["run", "--repo", repo.path]
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
+            environment["IMAGEFACTORY_LOCAL_LATENCY"] = "fast"
+            environment["IMAGEFACTORY_LOCK_SECONDS"] = "1"
+            process.environment = environment
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var reached = false
+            for _ in 0..<600 where !reached && process.isRunning {
+                Thread.sleep(forTimeInterval: 0.01)
+                reached = (try? Self.operations(repo))?.contains { $0["kind"] as? String == kind && $0["result"] as? String == "ok" } ?? false
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            #expect(reached, "the run never reached \(kind)")
+
+            let again = try Self.runWaitingForLock(repo)
+            #expect(again.status == 0, "\(again)")
+            try Self.expectFinished(repo)
+            // Nothing left over: the factory keeps exactly one VHD and one record per template, the labs no temporary copies.
+            let show = try ImageFactory.run(["local", "show", "--json", "--repo", repo.path], environment: Self.instant)
+            let labs = (try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any])?["labs"] as? [[String: Any]] ?? []
+            for lab in labs {
+                let containers = lab["containers"] as? [[String: Any]] ?? []
+                let blobs = containers.flatMap { ($0["blobs"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } }
+                if lab["name"] as? String == "ImageFactory" {
+                    let images = blobs.filter { !$0.hasPrefix("imagefactory.lock") }
+                    #expect(images.filter { $0.hasSuffix(".vhd") }.count == 7, "\(images)")
+                    #expect(images.filter { $0.hasSuffix(".json") }.count == 7, "\(images)")
+                    #expect(Set(images.map { ($0 as NSString).deletingPathExtension }).count == 7, "VHDs and records pair up: \(images)")
+                } else {
+                    #expect(blobs.isEmpty, "\(lab["name"] ?? "?") keeps temporary blobs: \(blobs)")
+                }
+            }
+        }
+    }
+
     @Test func interruptExitsWith130() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
