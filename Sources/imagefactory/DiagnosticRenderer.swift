@@ -22,7 +22,7 @@ enum DiagnosticRenderer {
     }
 
     /// Azure DevOps `##vso[task.logissue]` or GitHub `::error` lines; notes are not annotated.
-    static func annotations(_ diagnostics: [Diagnostic], ci: CIMode) -> [String] {
+    static func annotations(_ diagnostics: [Diagnostic], ci: CIMode, title: String = "ImageFactory") -> [String] {
         diagnostics.sorted(by: order).compactMap { d in
             guard d.severity != .note else { return nil }
             let message = d.message + (d.hint.map { " Hint: \($0)" } ?? "")
@@ -40,7 +40,7 @@ enum DiagnosticRenderer {
                 if let file = d.file { properties.append("file=\(githubPropertyEscape(file))") }
                 if let line = d.line { properties.append("line=\(line)") }
                 if let column = d.column { properties.append("col=\(column)") }
-                properties.append("title=ImageFactory")
+                properties.append("title=\(githubPropertyEscape(title))")
                 return "::\(d.severity == .error ? "error" : "warning") \(properties.joined(separator: ","))::\(githubDataEscape(message))"
             }
         }

@@ -179,7 +179,7 @@ enum FactoryRun {
                 return
             }
             let runID = RunID.make()
-            let runConsole = RunConsole(ci: ci, options: reports, plan: selected)
+            let runConsole = RunConsole(ci: ci, options: reports, plan: selected, source: ActionSourceLocator(configuration: context.configuration))
             console = runConsole
             runConsole.start(runID: runID, plan: selected)
             summary = try await Interrupts.cancellable {

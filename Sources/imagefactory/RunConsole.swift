@@ -51,8 +51,13 @@ final class RunConsole: @unchecked Sendable {
     private var lastDraw = Date.distantPast
     private var drewStatus = false
 
-    init(ci: CIMode, options: ReportOptions, plan: Plan, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    /// Where in the configuration a failed action comes from, for CI annotations.
+    let source: ActionSourceLocator?
+
+    init(ci: CIMode, options: ReportOptions, plan: Plan, source: ActionSourceLocator? = nil,
+         environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.ci = ci
+        self.source = source
         self.options = options
         interactive = ci == .none && options.logFormat == .text && isatty(STDOUT_FILENO) == 1 && environment["TERM"] != "dumb"
         for stage in Stage.allCases { totals[stage] = plan.actions(in: stage).count }
@@ -108,9 +113,11 @@ final class RunConsole: @unchecked Sendable {
             if result.outcome == .failed {
                 clearStatus()
                 switch ci {
-                case .azureDevOps: out("##vso[task.logissue type=error;]\(DiagnosticRenderer.azureEscape("\(result.action.id) failed\(detail)"))")
-                case .github: out("::error title=\(DiagnosticRenderer.githubPropertyEscape(result.action.kind.rawValue))::\(DiagnosticRenderer.githubDataEscape("\(result.action.id) failed\(detail)"))")
                 case .none: break
+                default:
+                    let location = source?.locate(result.action, message: result.message)
+                    let diagnostic = Diagnostic.error("\(result.action.id) failed\(detail)", file: location?.file, line: location?.line)
+                    for line in DiagnosticRenderer.annotations([diagnostic], ci: ci, title: result.action.kind.rawValue) { out(line) }
                 }
                 line("   failed \(result.action.id) (\(String(format: "%.1f", result.duration))s)\(detail)")
             } else if interactive {
@@ -244,6 +251,29 @@ struct JSONLogHandler: LogHandler {
         object["logger"] = label
         if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
             Console.out(String(decoding: data, as: UTF8.self))
+        }
+    }
+}
+
+/// Finds where a failed action comes from in the configuration: the template of a build or
+/// capture (at the failing artifact's line when the message names one), or the lab's entry in
+/// Labs.json for a distribution or retirement, so CI annotations point at the file to fix.
+struct ActionSourceLocator: Sendable {
+    let configuration: FactoryConfiguration
+
+    func locate(_ action: PlanAction, message: String?) -> (file: String, line: Int?)? {
+        let folder = configuration.configDirectory.isEmpty ? "" : configuration.configDirectory + "/"
+        switch action.stage {
+        case .build, .snap:
+            guard let path = action.imagePath, let template = configuration.template(at: path) else { return nil }
+            let file = folder + ConfigurationLoader.goldenImagesFolder + "/" + path
+            let lines = LineIndex(String(decoding: template.templateJSON, as: UTF8.self))
+            let failing = template.artifacts.first { message?.contains($0.name) == true }
+            return (file, failing.flatMap { lines.locate($0.name)?.line } ?? lines.locate("virtualmachines")?.line)
+        case .distribute, .retire, .cleanup:
+            guard let labName = action.lab?.lowercased(),
+                  let lab = configuration.labs.first(where: { $0.labName.lowercased() == labName }) else { return nil }
+            return (folder + ConfigurationLoader.labsFile, lab.line)
         }
     }
 }

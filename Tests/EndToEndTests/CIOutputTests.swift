@@ -29,7 +29,8 @@ struct CIOutputTests {
             #expect(run.status == 1, "\(run)")
             let lines = run.stdout.split(separator: "\n").map(String.init)
             #expect(lines.contains("##[section]Stage build: 2 actions"))
-            #expect(lines.contains("##vso[task.logissue type=error;]build/Linux/Broken.json failed: VM Broken was deleted because artifacts failed: linux-tools-fails: Artifact 'linux-tools-fails' failed: the script exited with code 1."), "\(run.stdout)")
+            // The annotation points at the failing artifact's line in the template (line 3 of the fixture).
+            #expect(lines.contains("##vso[task.logissue type=error;sourcepath=Configuration/GoldenImages/Linux/Broken.json;linenumber=3;]build/Linux/Broken.json failed: VM Broken was deleted because artifacts failed: linux-tools-fails: Artifact 'linux-tools-fails' failed: the script exited with code 1."), "\(run.stdout)")
             #expect(lines.contains { $0.hasPrefix("##vso[task.setprogress value=") && $0.hasSuffix(";]ImageFactory") })
             #expect(lines.contains { $0.hasPrefix("##vso[task.complete result=Failed;]ImageFactory run ") })
             #expect(lines.contains { $0.hasPrefix("##vso[task.setsecret]") }, "the VM password is registered as a secret")
@@ -38,6 +39,19 @@ struct CIOutputTests {
                 #expect(run.stdout.components(separatedBy: secret).count == 2, "a secret appears only in its setsecret line")
                 #expect(!run.stderr.contains(secret))
             }
+        }
+    }
+
+    @Test func aFailedDistributionPointsAtItsLabInLabsJSON() throws {
+        try FixtureRepository.with { repo in
+            try Self.failingFactory(repo)
+            let run = try ImageFactory.run(["run", "--repo", repo.path, "--ci", "azure-devops"],
+                                           environment: Self.env.merging(["IMAGEFACTORY_LOCAL_FAULTS": "seed=7;copy.copyFailure=1"]) { $1 })
+            #expect(run.status == 1, "\(run)")
+            let lines = run.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.contains { $0.hasPrefix("##vso[task.logissue type=error;sourcepath=Configuration/Labs.json;linenumber=1;]distribute/QALab/Linux/Good.json failed: CopyFailed: Copy of Linux_Good-") },
+                    "\(run.stdout)")
+            #expect(lines.contains { $0.hasPrefix("##vso[task.complete result=Failed;]") }, "a build failed too, so the run failed")
         }
     }
 
@@ -52,7 +66,7 @@ struct CIOutputTests {
             let lines = run.stdout.split(separator: "\n").map(String.init)
             #expect(lines.contains("::group::Stage build (2 actions)"))
             #expect(lines.contains("::endgroup::"))
-            #expect(lines.contains("::error title=buildVM::build/Linux/Broken.json failed: VM Broken was deleted because artifacts failed: linux-tools-fails: Artifact 'linux-tools-fails' failed: the script exited with code 1."), "\(run.stdout)")
+            #expect(lines.contains("::error file=Configuration/GoldenImages/Linux/Broken.json,line=3,title=buildVM::build/Linux/Broken.json failed: VM Broken was deleted because artifacts failed: linux-tools-fails: Artifact 'linux-tools-fails' failed: the script exited with code 1."), "\(run.stdout)")
             #expect(lines.contains { $0.hasPrefix("::add-mask::") })
             let markdown = try String(contentsOf: summary, encoding: .utf8)
             #expect(markdown.contains("**❌ Failed**"))
