@@ -106,3 +106,22 @@ struct CIOutputTests {
         }
     }
 }
+
+/// On a terminal: one live line redrawn in place, with each stage's progress, the jobs in flight and the time.
+struct TerminalProgressTests {
+    @Test func liveProgressLineOnATerminal() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            // `script` gives the run a pseudo-terminal, as a person's shell would.
+            let command = "'\(try ImageFactory.binary().path)' run --repo '\(repo.path)'"
+            let result = try Subprocess.run(URL(fileURLWithPath: "/usr/bin/script"), ["-q", "-e", "-c", command, "/dev/null"], in: repo.root,
+                                            environment: ["IMAGEFACTORY_LOCAL_LATENCY": "fast", "IMAGEFACTORY_LOCK_SECONDS": "1", "TERM": "xterm"])
+            #expect(result.status == 0, "\(result)")
+            #expect(result.stdout.contains("\r\u{1B}[2Kbuild "), "the status line is redrawn in place")
+            let status = result.stdout.components(separatedBy: "\r\u{1B}[2K").filter { $0.contains("in flight") }
+            #expect(!status.isEmpty)
+            #expect(status.contains { $0.contains("build") && $0.contains("snap") && $0.contains("distribute 0/13") && $0.contains(" in flight  |  ") })
+            #expect(result.stdout.contains("Result: success"))
+        }
+    }
+}
