@@ -6,9 +6,9 @@
 # Target: the sparse copies cost well under 1% of their virtual size (1,000 x 1 GiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 
-echo "== swift build -c release (scratch path .build-release)"
-swift build -c release --scratch-path .build-release --product imagefactory-bench
+build_release imagefactory-bench
 
 echo
 echo "== imagefactory-bench copy $*"

@@ -12,19 +12,14 @@
 # Extra options reach one benchmark through PLAN_ARGS, DISTRIBUTE_ARGS or NOCHANGE_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=(plan distribute nochange)
 
-if [ ! -x /usr/bin/time ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq time
-fi
+ensure_gnu_time
 
-echo "== swift build -c release (scratch path .build-release)"
-swift build -c release --scratch-path .build-release --product imagefactory-bench
+build_release imagefactory-bench
 bench=.build-release/release/imagefactory-bench
 
 failed=()

@@ -5,6 +5,7 @@
 # Targets: under 1 s and under 200 MB peak RSS for `imagefactory validate --json` in a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 
 # Pull --dir out of the arguments (or pick the default) so the CLI runs on the same repository.
 args=("$@")
@@ -21,16 +22,9 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 [ -n "$dir" ] || dir="/tmp/imagefactory-bench/validate-t${templates}-f${folders}-l${labs}"
 
-if [ ! -x /usr/bin/time ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq time
-fi
+ensure_gnu_time
 
-echo "== swift build -c release (scratch path .build-release)"
-swift build -c release --scratch-path .build-release --product imagefactory
-swift build -c release --scratch-path .build-release --product imagefactory-bench
+build_release imagefactory imagefactory-bench
 
 echo
 echo "== in-process: imagefactory-bench validate-config $*"

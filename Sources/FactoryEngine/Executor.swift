@@ -67,6 +67,8 @@ public struct FactoryExecutor: Sendable {
     public var inventory: Inventory
     public var options: ExecutionOptions
     public var events: @Sendable (FactoryEvent) -> Void
+    /// Target labs by identity, looked up once per distribution rather than scanned.
+    let labsByKey: [String: Lab]
 
     public init(client: CloudClient, configuration: FactoryConfiguration, inventory: Inventory, options: ExecutionOptions,
                 events: @escaping @Sendable (FactoryEvent) -> Void = { _ in }) {
@@ -75,6 +77,7 @@ public struct FactoryExecutor: Sendable {
         self.inventory = inventory
         self.options = options
         self.events = events
+        labsByKey = Dictionary(inventory.labs.compactMap(\.lab).map { ($0.id.key, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public func execute(_ plan: Plan) async throws -> RunSummary {
@@ -301,7 +304,7 @@ public struct FactoryExecutor: Sendable {
     private func distribute(_ action: PlanAction, state: ExecutionState) async throws {
         let backend = client.backend
         guard let labID = action.labID, let name = action.imageName,
-              let lab = inventory.labs.compactMap(\.lab).first(where: { $0.id.key == labID.key }) else {
+              let lab = labsByKey[labID.key] else {
             throw FactoryError(.workFailed, "Lab \(action.lab ?? "?") is not in the inventory.")
         }
         guard let record = await state.record(name) else {

@@ -97,18 +97,13 @@ extension LocalCloud {
                                           signature: Self.newSignature(), file: file,
                                           size: content.virtualSize + Int64(VirtualDisk.footerSize), md5: try SparseFile.md5(url),
                                           grantedAt: now, expiresAt: now.addingTimeInterval(duration))
-            do {
-                return try await self.db.write { db in
+            return try await self.commit(file: url) { db in
                     // Checked again under the write lock: the VM may have been started meanwhile.
                     try Self.checkDiskReadable(try self.vm(db, id), id, at: Date())
                     try self.removeDiskAccess(db, id)
                     try db.save("diskaccess", LocalCloud.diskAccessKey(access.id), parent: LocalCloud.vmKey(id), access)
                     let handle = try self.operation(db, completesAt: now.addingTimeInterval(latency.copyBase))
                     return (handle, DiskAccessGrant(id: access.id, signature: access.signature, expiresAt: access.expiresAt))
-                }
-            } catch {
-                try? FileManager.default.removeItem(at: url)
-                throw error
             }
         }
     }
@@ -150,7 +145,6 @@ extension LocalCloud {
     /// copy, revoke). The destination gets its own copy of the bytes at once, and the copy reads as
     /// pending until the latency profile says it completes.
     public func startBlobCopy(fromDiskAccess id: String, signature: String, sourceURL: String, to destination: BlobID) async throws -> BlobProperties {
-        let latency = settings.latency
         let fails = await injected(.copy, destination.description, "copyFailure")
         return try await perform("startBlobCopy", kind: .copy, write: true, subscription: destination.container.account.subscriptionId, lab: nil, resource: destination.description) {
             let source: DiskAccessContent
@@ -160,31 +154,8 @@ extension LocalCloud {
                 throw CloudError(status: 403, code: "CannotVerifyCopySource", message: "This request is not authorized to perform this operation: \(error.message)")
             }
             try await self.db.read { db in _ = try self.container(db, destination.container) }
-            let now = Date()
-            let file = UUID().uuidString.lowercased() + ".vhd"
-            let url = self.blobsDirectory.appendingPathComponent(file)
-            let dataBytes = SparseFile.allocatedBytes(source.file)
-            // A failing copy stops part-way: half the data reaches the destination.
-            let copied = try SparseFile.copy(source.file, to: url, limit: fails ? max(0, dataBytes / 2) : nil)
-            let duration = latency.copyBase + (latency.copyBytesPerSecond > 0 ? Double(max(copied, dataBytes)) / latency.copyBytesPerSecond : 0)
-            let copy = CopyState(status: .pending, completesAt: now.addingTimeInterval(duration), source: sourceURL,
-                                 failure: fails ? "500 InternalError: the copy failed part-way after \(copied) bytes (injected fault)." : nil,
-                                 totalBytes: source.size)
-            let record = BlobRecord(id: destination, file: file, size: source.size, md5: source.md5, metadata: [:], lastModified: now, copy: copy)
-            do {
-                return try await self.db.write { db in
-                    if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
-                       current.properties(at: Date()).copyStatus == .pending {
-                        throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
-                    }
-                    try self.checkNoLease(db, destination)
-                    try self.replaceBlob(db, record)
-                    return record.properties(at: now)
-                }
-            } catch {
-                try? FileManager.default.removeItem(at: url)
-                throw error
-            }
+            return try await self.copy(file: source.file, sourceURL: sourceURL, size: source.size, md5: source.md5, metadata: [:],
+                                       to: destination, suffix: ".vhd", fails: fails, at: Date())
         }
     }
 

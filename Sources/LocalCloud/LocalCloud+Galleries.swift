@@ -45,7 +45,7 @@ extension LocalCloud {
         try await perform("getGallery", kind: .read, write: false, subscription: id.subscriptionId, lab: nil, resource: id.name) {
             try await self.db.read { db in
                 guard let record = try db.record("gallery", LocalCloud.galleryKey(id), as: GalleryRecord.self) else {
-                    throw CloudError(status: 404, code: "ResourceNotFound", message: "The Resource 'Microsoft.Compute/galleries/\(id.name)' under resource group '\(id.resourceGroup)' was not found.")
+                    throw LocalCloud.resourceNotFound("Microsoft.Compute/galleries/\(id.name)", resourceGroup: id.resourceGroup)
                 }
                 var gallery = record.gallery
                 gallery.provisioningState = Date() < record.readyAt ? "Creating" : "Succeeded"
@@ -135,7 +135,7 @@ extension LocalCloud {
                                             createdAt: now, regionReadyAt: regionReady,
                                             failure: fails ? "Replication failed (injected fault)." : nil, file: file)
             let done = regionReady.values.max() ?? now
-            return try await self.db.write { db in
+            return try await self.commit(file: target) { db in
                 try db.save("imageversion", LocalCloud.versionKey(id), parent: LocalCloud.definitionKey(id.definition), record)
                 return try self.operation(db, completesAt: done, error: record.failure.map { CloudError(status: 200, code: "ReplicationFailed", message: $0) })
             }

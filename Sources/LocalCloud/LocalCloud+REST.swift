@@ -91,8 +91,7 @@ extension LocalCloud {
         try await perform("listImageDefinitions", kind: .read, write: false, subscription: gallery.subscriptionId, lab: nil, resource: gallery.name) {
             try await self.db.read { db in
                 guard try db.record("gallery", LocalCloud.galleryKey(gallery), as: GalleryRecord.self) != nil else {
-                    throw CloudError(status: 404, code: "ResourceNotFound",
-                                     message: "The Resource 'Microsoft.Compute/galleries/\(gallery.name)' under resource group '\(gallery.resourceGroup)' was not found.")
+                    throw LocalCloud.resourceNotFound("Microsoft.Compute/galleries/\(gallery.name)", resourceGroup: gallery.resourceGroup)
                 }
                 let now = Date()
                 return try db.records("imagedef", parent: LocalCloud.galleryKey(gallery), as: ImageDefinitionRecord.self).map { record in
@@ -143,8 +142,7 @@ extension LocalCloud {
                 let record = try self.labRecord(db, lab)
                 if let source = try db.record("artifactsource", LocalCloud.artifactSourceKey(lab, name), as: ArtifactSource.self) { return source }
                 if name.lowercased() == "public repo" { return LocalCloud.publicRepository(record.id, createdAt: record.createdAt) }
-                throw CloudError(status: 404, code: "ResourceNotFound",
-                                 message: "The Resource 'Microsoft.DevTestLab/labs/\(lab.name)/artifactsources/\(name)' under resource group '\(lab.resourceGroup)' was not found.")
+                throw LocalCloud.resourceNotFound("Microsoft.DevTestLab/labs/\(lab.name)/artifactsources/\(name)", resourceGroup: lab.resourceGroup)
             }
         }
     }

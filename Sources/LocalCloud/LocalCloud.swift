@@ -123,6 +123,11 @@ public final class LocalCloud: CloudBackend {
         return OperationHandle(id: id, retryAfter: max(0, completesAt.timeIntervalSinceNow))
     }
 
+    /// ARM's 404 for a resource that does not exist, in its own words.
+    static func resourceNotFound(_ type: String, resourceGroup: String) -> CloudError {
+        CloudError(status: 404, code: "ResourceNotFound", message: "The Resource '\(type)' under resource group '\(resourceGroup)' was not found.")
+    }
+
     // MARK: Keys
 
     static func labKey(_ id: LabID) -> String { id.key }
@@ -181,8 +186,7 @@ public final class LocalCloud: CloudBackend {
 
     func lab(_ db: Database, _ id: LabID) throws -> Lab {
         guard let r = try db.record("lab", LocalCloud.labKey(id), as: LabRecord.self) else {
-            throw CloudError(status: 404, code: "ResourceNotFound",
-                             message: "The Resource 'Microsoft.DevTestLab/labs/\(id.name)' under resource group '\(id.resourceGroup)' was not found.")
+            throw LocalCloud.resourceNotFound("Microsoft.DevTestLab/labs/\(id.name)", resourceGroup: id.resourceGroup)
         }
         return Lab(id: r.id, location: r.location, storageAccount: r.storageAccount)
     }
@@ -285,8 +289,7 @@ public final class LocalCloud: CloudBackend {
 
     func vm(_ db: Database, _ id: VirtualMachineID) throws -> VMRecord {
         guard let record = try db.record("vm", LocalCloud.vmKey(id), as: VMRecord.self) else {
-            throw CloudError(status: 404, code: "ResourceNotFound",
-                             message: "The Resource 'Microsoft.DevTestLab/labs/\(id.lab.name)/virtualmachines/\(id.name)' under resource group '\(id.lab.resourceGroup)' was not found.")
+            throw LocalCloud.resourceNotFound("Microsoft.DevTestLab/labs/\(id.lab.name)/virtualmachines/\(id.name)", resourceGroup: id.lab.resourceGroup)
         }
         return record
     }
@@ -393,14 +396,9 @@ public final class LocalCloud: CloudBackend {
             let copy = CopyState(status: .pending, completesAt: now.addingTimeInterval(duration), source: id.resourceId + "/osdisk",
                                  failure: fails ? "500 InternalError: the disk export failed part-way (injected fault)." : nil, totalBytes: size)
             let blob = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: [:], lastModified: now, copy: copy)
-            do {
-                return try await self.db.write { db in
-                    try self.replaceBlob(db, blob)
-                    return blob.properties(at: now)
-                }
-            } catch {
-                try? FileManager.default.removeItem(at: url)
-                throw error
+            return try await self.commit(file: url) { db in
+                try self.replaceBlob(db, blob)
+                return blob.properties(at: now)
             }
         }
     }
@@ -482,16 +480,11 @@ public final class LocalCloud: CloudBackend {
             try data.write(to: url)
             let md5 = Data(Insecure_MD5(data)).base64EncodedString()
             let record = BlobRecord(id: id, file: file, size: Int64(data.count), md5: md5, metadata: metadata, lastModified: Date(), copy: nil)
-            do {
-                return try await self.db.write { db in
-                    _ = try self.container(db, id.container)
-                    try self.checkNoLease(db, id)
-                    try self.replaceBlob(db, record)
-                    return record.properties(at: Date())
-                }
-            } catch {
-                try? FileManager.default.removeItem(at: url)
-                throw error
+            return try await self.commit(file: url) { db in
+                _ = try self.container(db, id.container)
+                try self.checkNoLease(db, id)
+                try self.replaceBlob(db, record)
+                return record.properties(at: Date())
             }
         }
     }
@@ -545,7 +538,6 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func startBlobCopy(from source: BlobID, to destination: BlobID) async throws -> BlobProperties {
-        let latency = settings.latency
         let fails = await injected(.copy, destination.description, "copyFailure")
         return try await perform("startBlobCopy", kind: .copy, write: true, subscription: destination.container.account.subscriptionId, lab: nil, resource: destination.description) {
             let sourceRecord = try await self.db.read { db -> BlobRecord in
@@ -557,33 +549,47 @@ public final class LocalCloud: CloudBackend {
             guard sourceRecord.isComplete(at: now) else {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation on the source blob.")
             }
-            let file = UUID().uuidString.lowercased() + (source.name.hasSuffix(".vhd") ? ".vhd" : "")
-            let url = self.blobsDirectory.appendingPathComponent(file)
-            let sourceURL = self.blobsDirectory.appendingPathComponent(sourceRecord.file)
-            let dataBytes = SparseFile.allocatedBytes(sourceURL)
-            // A failing copy stops part-way: half the data reaches the destination.
-            let copied = try SparseFile.copy(sourceURL, to: url, limit: fails ? max(0, dataBytes / 2) : nil)
-            let duration = latency.copyBase + (latency.copyBytesPerSecond > 0 ? Double(max(copied, dataBytes)) / latency.copyBytesPerSecond : 0)
-            let copy = CopyState(status: .pending, completesAt: now.addingTimeInterval(duration), source: source.url,
-                                 failure: fails ? "500 InternalError: the copy failed part-way after \(copied) bytes (injected fault)." : nil,
-                                 totalBytes: sourceRecord.size)
-            let record = BlobRecord(id: destination, file: file, size: sourceRecord.size, md5: sourceRecord.md5,
-                                    metadata: sourceRecord.metadata, lastModified: now, copy: copy)
-            do {
-                return try await self.db.write { db in
-                    // As Azure: a destination with a copy still pending, or under a lease, cannot be overwritten.
-                    if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
-                       current.properties(at: Date()).copyStatus == .pending {
-                        throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
-                    }
-                    try self.checkNoLease(db, destination)
-                    try self.replaceBlob(db, record)
-                    return record.properties(at: now)
-                }
-            } catch {
-                try? FileManager.default.removeItem(at: url)
-                throw error
+            return try await self.copy(file: self.blobsDirectory.appendingPathComponent(sourceRecord.file), sourceURL: source.url,
+                                       size: sourceRecord.size, md5: sourceRecord.md5, metadata: sourceRecord.metadata,
+                                       to: destination, suffix: source.name.hasSuffix(".vhd") ? ".vhd" : "", fails: fails, at: now)
+        }
+    }
+
+    /// The core of Copy Blob, whatever the source (a blob, a disk's SAS): the destination gets its
+    /// own sparse copy of the bytes at once (half of them when the copy is to fail part-way), and
+    /// reads as pending until the latency profile says the copy completes. As Azure, a destination
+    /// with a copy still pending, or under a lease, cannot be overwritten.
+    func copy(file sourceFile: URL, sourceURL: String, size: Int64, md5: String?, metadata: [String: String],
+              to destination: BlobID, suffix: String, fails: Bool, at now: Date) async throws -> BlobProperties {
+        let latency = settings.latency
+        let file = UUID().uuidString.lowercased() + suffix
+        let url = blobsDirectory.appendingPathComponent(file)
+        let dataBytes = SparseFile.allocatedBytes(sourceFile)
+        let copied = try SparseFile.copy(sourceFile, to: url, limit: fails ? max(0, dataBytes / 2) : nil)
+        let duration = latency.copyBase + (latency.copyBytesPerSecond > 0 ? Double(max(copied, dataBytes)) / latency.copyBytesPerSecond : 0)
+        let copy = CopyState(status: .pending, completesAt: now.addingTimeInterval(duration), source: sourceURL,
+                             failure: fails ? "500 InternalError: the copy failed part-way after \(copied) bytes (injected fault)." : nil,
+                             totalBytes: size)
+        let record = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: metadata, lastModified: now, copy: copy)
+        return try await commit(file: url) { db in
+            if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
+               current.properties(at: Date()).copyStatus == .pending {
+                throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
             }
+            try self.checkNoLease(db, destination)
+            try self.replaceBlob(db, record)
+            return record.properties(at: now)
+        }
+    }
+
+    /// Commits the record of a file already written in full (crash safety: the file first, then
+    /// the record that points to it); the file goes again if the record is not committed.
+    func commit<T: Sendable>(file url: URL, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await db.write(body)
+        } catch {
+            try? FileManager.default.removeItem(at: url)
+            throw error
         }
     }
 
@@ -693,18 +699,13 @@ public final class LocalCloud: CloudBackend {
                                      author: request.author, tags: request.tags, createdAt: now, readyAt: readyAt,
                                      failure: fails ? "The custom image creation failed: InternalServerError (injected fault)." : nil,
                                      vhd: request.vhd.url, file: file, md5: blob.md5)
-            do {
-                return try await self.db.write { db in
-                    if try db.record("image", LocalCloud.imageKey(id), as: ImageRecord.self) != nil {
-                        throw CloudError(status: 409, code: "Conflict", message: "A custom image named '\(id.name)' already exists in lab '\(id.lab.name)'.")
-                    }
-                    try db.save("image", LocalCloud.imageKey(id), parent: id.lab.key, record)
-                    let error = record.failure.map { CloudError(status: 200, code: "InternalServerError", message: $0) }
-                    return try self.operation(db, completesAt: readyAt, error: error)
+            return try await self.commit(file: target) { db in
+                if try db.record("image", LocalCloud.imageKey(id), as: ImageRecord.self) != nil {
+                    throw CloudError(status: 409, code: "Conflict", message: "A custom image named '\(id.name)' already exists in lab '\(id.lab.name)'.")
                 }
-            } catch {
-                try? FileManager.default.removeItem(at: target)
-                throw error
+                try db.save("image", LocalCloud.imageKey(id), parent: id.lab.key, record)
+                let error = record.failure.map { CloudError(status: 200, code: "InternalServerError", message: $0) }
+                return try self.operation(db, completesAt: readyAt, error: error)
             }
         }
     }
@@ -717,8 +718,7 @@ public final class LocalCloud: CloudBackend {
 
     func image(_ db: Database, _ id: CustomImageID) throws -> ImageRecord {
         guard let record = try db.record("image", LocalCloud.imageKey(id), as: ImageRecord.self) else {
-            throw CloudError(status: 404, code: "ResourceNotFound",
-                             message: "The Resource 'Microsoft.DevTestLab/labs/\(id.lab.name)/customimages/\(id.name)' under resource group '\(id.lab.resourceGroup)' was not found.")
+            throw LocalCloud.resourceNotFound("Microsoft.DevTestLab/labs/\(id.lab.name)/customimages/\(id.name)", resourceGroup: id.lab.resourceGroup)
         }
         return record
     }

@@ -168,12 +168,8 @@ public enum SparseFile {
     /// `limit` stops the copy after that many data bytes (a copy failing part-way).
     @discardableResult
     public static func copy(_ source: URL, to destination: URL, limit: Int64? = nil) throws -> Int64 {
-        let input = open(source.path, O_RDONLY)
-        guard input >= 0 else { throw CloudError(status: 500, code: "InternalError", message: "Cannot open \(source.lastPathComponent)") }
+        let (input, size) = try openForReading(source)
         defer { close(input) }
-        var info = stat()
-        fstat(input, &info)
-        let size = Int64(info.st_size)
         let output = open(destination.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard output >= 0 else { throw CloudError(status: 500, code: "InternalError", message: "Cannot create \(destination.lastPathComponent)") }
         defer { close(output) }
@@ -203,6 +199,15 @@ public enum SparseFile {
         return copied
     }
 
+    /// Opens a file for reading and tells its size; the caller closes the descriptor.
+    static func openForReading(_ url: URL) throws -> (Int32, Int64) {
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw CloudError(status: 500, code: "InternalError", message: "Cannot open \(url.lastPathComponent)") }
+        var info = stat()
+        fstat(fd, &info)
+        return (fd, Int64(info.st_size))
+    }
+
     /// Bytes the file really occupies on disk.
     public static func allocatedBytes(_ url: URL) -> Int64 {
         var info = stat()
@@ -212,12 +217,8 @@ public enum SparseFile {
 
     /// Base64 MD5 of the whole file, like Content-MD5. Holes are hashed as zeros without reading them.
     public static func md5(_ url: URL) throws -> String {
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw CloudError(status: 500, code: "InternalError", message: "Cannot open \(url.lastPathComponent)") }
+        let (fd, size) = try openForReading(url)
         defer { close(fd) }
-        var info = stat()
-        fstat(fd, &info)
-        let size = Int64(info.st_size)
         var hasher = Insecure.MD5()
         let bufferSize = 1 << 20
         let zeros = Data(count: bufferSize)

@@ -470,26 +470,38 @@ struct LocalResetCommand: AsyncParsableCommand {
 
 // MARK: - local add-vm / add-image
 
-/// `imagefactory local add-vm`: deploys a VM the factory did not create.
-struct LocalAddVMCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "add-vm",
-        abstract: "Place a VM the factory did not create in a lab (to try retention and cleanup safety).")
-
+/// What `add-vm` and `add-image` both take: where, what, and its tags.
+struct ForeignResourceOptions: ParsableArguments {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var backend: BackendOptions
 
     @Option(help: ArgumentHelp("A lab of Labs.json, or the factory lab.", valueName: "lab"))
     var lab: String
 
-    @Option(help: ArgumentHelp("The VM's name (Windows: at most 15 characters).", valueName: "name"))
+    @Option(help: ArgumentHelp("The resource's name (a Windows VM's: at most 15 characters).", valueName: "name"))
     var name: String
 
-    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag on the VM; repeat for more.", valueName: "key=value"))
+    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag on the resource; repeat for more.", valueName: "key=value"))
     var tags: [String] = []
 
-    @Option(help: ArgumentHelp("The VM's operating system.", valueName: "os"))
+    @Option(help: ArgumentHelp("The operating system.", valueName: "os"))
     var os: LocalOSArgument = .windows
+}
+
+/// `imagefactory local add-vm`: deploys a VM the factory did not create.
+struct LocalAddVMCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add-vm",
+        abstract: "Place a VM the factory did not create in a lab (to try retention and cleanup safety).")
+
+    @OptionGroup var resource: ForeignResourceOptions
+
+    var repository: RepositoryOptions { resource.repository }
+    var backend: BackendOptions { resource.backend }
+    var lab: String { resource.lab }
+    var name: String { resource.name }
+    var tags: [String] { resource.tags }
+    var os: LocalOSArgument { resource.os }
 
     func validate() throws {
         try backend.validateLocal()
@@ -552,20 +564,14 @@ struct LocalAddImageCommand: AsyncParsableCommand {
         commandName: "add-image",
         abstract: "Place a custom image the factory did not create in a lab (to try retention and cleanup safety).")
 
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var backend: BackendOptions
+    @OptionGroup var resource: ForeignResourceOptions
 
-    @Option(help: ArgumentHelp("A lab of Labs.json, or the factory lab.", valueName: "lab"))
-    var lab: String
-
-    @Option(help: ArgumentHelp("The custom image's name.", valueName: "name"))
-    var name: String
-
-    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag on the image; repeat for more.", valueName: "key=value"))
-    var tags: [String] = []
-
-    @Option(help: ArgumentHelp("The image's operating system.", valueName: "os"))
-    var os: LocalOSArgument = .windows
+    var repository: RepositoryOptions { resource.repository }
+    var backend: BackendOptions { resource.backend }
+    var lab: String { resource.lab }
+    var name: String { resource.name }
+    var tags: [String] { resource.tags }
+    var os: LocalOSArgument { resource.os }
 
     /// The container that briefly holds the image's VHD in the lab's storage account.
     static let container = "manual"
