@@ -1,7 +1,8 @@
 // swift-tools-version: 6.0
 // ImageFactory: an image factory for Azure DevTest Labs and Azure Compute Gallery.
 //
-// Layers depend one way: FactoryModel <- FactoryEngine <- backends (FactoryGit, LocalCloud) <- LocalServe <- imagefactory (CLI).
+// Layers depend one way: FactoryModel <- FactoryEngine <- backends (FactoryGit, LocalCloud) <- LocalServe <- ImageFactoryCLI <- imagefactory.
+// ARCHITECTURE.md says what each target may import and how a run flows.
 import PackageDescription
 
 let package = Package(
@@ -76,15 +77,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // The thin command-line front: parses flags, calls one library function, renders, exits.
-        .executableTarget(
-            name: "imagefactory",
+        // The command line as a library: commands, option groups, renderers and the local cloud's
+        // bootstrap. The only target that imports ArgumentParser; tests run its commands in-process.
+        .target(
+            name: "ImageFactoryCLI",
             dependencies: [
                 "FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud", "LocalServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The executable: one line that hands the process to ImageFactoryCLI.
+        .executableTarget(name: "imagefactory", dependencies: ["ImageFactoryCLI"]),
         // Benchmarks that print figures (never timed unit tests).
         .executableTarget(
             name: "imagefactory-bench",
@@ -95,7 +99,7 @@ let package = Package(
         .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
         .testTarget(name: "LocalServeTests", dependencies: ["LocalServe", "LocalCloud", "FactoryModel"]),
         .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"], exclude: ["Golden"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", "ImageFactoryCLI", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,13 @@ public struct LockHolder: Codable, Sendable {
     public var since: Date
 }
 
+/// A lease the lock holds: the run it belongs to and the GUID Blob storage knows it by.
+public struct LockLease: Sendable, Equatable {
+    public var runID: String
+    /// Blob storage accepts only GUIDs as lease ids; a fresh one per acquisition.
+    public var leaseID: String
+}
+
 /// One run at a time per factory: a lease on a blob in the factory's storage (Azure's own
 /// distributed lock). A lease left by a killed run expires after `leaseSeconds`.
 public struct FactoryLock: Sendable {
@@ -22,13 +29,15 @@ public struct FactoryLock: Sendable {
         self.leaseSeconds = leaseSeconds
     }
 
-    var lockBlob: BlobID { BlobID(container: container, name: FactoryPlanner.lockBlob) }
-    var holderBlob: BlobID { BlobID(container: container, name: FactoryPlanner.lockHolderBlob) }
+    var clock: any FactoryClock { client.clock }
+    var lockBlob: BlobID { BlobID(container: container, name: FactoryLockBlobs.lock) }
+    var holderBlob: BlobID { BlobID(container: container, name: FactoryLockBlobs.holder) }
 
     /// Takes the lock or throws a FactoryError naming the holder and since when.
-    public func acquire(runID: String) async throws {
+    public func acquire(runID: String) async throws -> LockLease {
         let backend = client.backend
         let lock = lockBlob
+        let lease = LockLease(runID: runID, leaseID: UUID().uuidString.lowercased())
         do {
             try await client.call { try await backend.createContainer(self.container) }
         } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
@@ -40,7 +49,7 @@ public struct FactoryLock: Sendable {
             } catch let error as CloudError where error.status == 412 {}  // someone else created and leased it
         }
         do {
-            _ = try await client.call { try await backend.acquireLease(lock, duration: self.leaseSeconds, proposedLeaseID: runID) }
+            _ = try await client.call { try await backend.acquireLease(lock, duration: self.leaseSeconds, proposedLeaseID: lease.leaseID) }
         } catch let error as CloudError where error.code == "LeaseAlreadyPresent" {
             var detail = "another run"
             if let data = try? await client.call({ try await backend.getBlob(self.holderBlob) }),
@@ -50,28 +59,30 @@ public struct FactoryLock: Sendable {
             throw FactoryError(.workFailed, "The factory is busy: \(detail) holds it.",
                                hint: "Wait for that run to finish; a lock left by a killed run expires after \(Int(leaseSeconds)) seconds.")
         }
-        let holder = LockHolder(runID: runID, host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier, since: Date())
+        let holder = LockHolder(runID: runID, host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier, since: clock.now())
         let data = try JSONEncoder.iso.encode(holder)
         _ = try await client.call { try await backend.putBlob(self.holderBlob, data: data, metadata: [:]) }
+        return lease
     }
 
-    public func renew(runID: String) async throws {
+    public func renew(_ lease: LockLease) async throws {
         let backend = client.backend
         let lock = lockBlob
-        try await client.call { try await backend.renewLease(lock, leaseID: runID) }
+        try await client.call { try await backend.renewLease(lock, leaseID: lease.leaseID) }
     }
 
     /// Releases the lease. Runs even when the run was cancelled (Ctrl-C), so the next run need not wait.
-    public func release(runID: String) async {
+    public func release(_ lease: LockLease) async {
         let backend = client.backend
         let lock = lockBlob
+        let clock = self.clock
         await Task.detached {
             for _ in 0..<3 {
                 do {
-                    try await backend.releaseLease(lock, leaseID: runID)
+                    try await backend.releaseLease(lock, leaseID: lease.leaseID)
                     return
                 } catch let error as CloudError where error.isTransient {
-                    try? await Task.sleep(for: .milliseconds(200))
+                    try? await clock.sleep(seconds: 0.2)
                 } catch {
                     return
                 }
@@ -79,17 +90,18 @@ public struct FactoryLock: Sendable {
         }.value
     }
 
-    /// Runs `body` while holding the lock, renewing it in the background.
+    /// Runs `body` while holding the lock, renewing it every third of the lease.
     public func withLock<T: Sendable>(runID: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await acquire(runID: runID)
+        let lease = try await acquire(runID: runID)
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask {
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: .seconds(max(0.05, self.leaseSeconds / 3)))
-                        if Task.isCancelled { break }
                         do {
-                            try await self.renew(runID: runID)
+                            try await self.clock.sleep(seconds: max(0.05, self.leaseSeconds / 3))
+                        } catch { break }
+                        do {
+                            try await self.renew(lease)
                         } catch is CancellationError {
                             break
                         } catch {
@@ -108,10 +120,10 @@ public struct FactoryLock: Sendable {
                 }
                 throw CancellationError()
             }
-            await release(runID: runID)
+            await release(lease)
             return result
         } catch {
-            await release(runID: runID)
+            await release(lease)
             throw error
         }
     }

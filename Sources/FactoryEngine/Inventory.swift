@@ -111,7 +111,7 @@ public struct InventoryReader: Sendable {
         async let deployments = client.call { try await backend.listDeployments(subscriptionId: factoryID.subscriptionId, resourceGroup: factoryID.resourceGroup) }
         // The lock's own blobs are the lock's business, not inventory: a run holding the lock must not change the fingerprint.
         let blobs = try await listOrEmpty(container).filter {
-            $0.id.name != FactoryPlanner.lockBlob && $0.id.name != FactoryPlanner.lockHolderBlob
+            !FactoryLockBlobs.all.contains($0.id.name)
         }
 
         // Records: one read each, in parallel.

@@ -22,8 +22,6 @@ public struct PlanOptions: Sendable {
 /// no I/O, the same inputs give the same plan.
 public enum FactoryPlanner {
     public static let deploymentPrefix = "imagefactory-"
-    public static let lockBlob = "imagefactory.lock"
-    public static let lockHolderBlob = "imagefactory.lock.json"
 
     public static func plan(_ configuration: FactoryConfiguration, inventory: Inventory, options: PlanOptions = PlanOptions()) -> Plan {
         let settings = configuration.settings
@@ -190,7 +188,7 @@ public enum FactoryPlanner {
         }
         for blob in inventory.factoryBlobs.sorted(by: { $0.id.name < $1.id.name }) {
             let name = blob.id.name
-            if recordFiles.contains(name) || name == lockBlob || name == lockHolderBlob { continue }
+            if recordFiles.contains(name) || FactoryLockBlobs.all.contains(name) { continue }
             if name.lowercased().hasSuffix(".json") { continue }  // unreadable records are reported, never deleted
             actions.append(PlanAction(id: "cleanup/blob/\(factory.storageAccount.name)/\(name)", stage: .cleanup, kind: .deleteTemporaryBlob,
                                       lab: factory.id.name, labID: factory.id, resource: "\(factory.storageAccount.name)/\(settings.container)/\(name)",

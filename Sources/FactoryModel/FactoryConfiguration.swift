@@ -29,6 +29,13 @@ public struct TargetLab: Codable, Sendable, Equatable {
     /// Lab identity ignoring case, as Azure compares names.
     public var key: String { "\(subscriptionId.lowercased())/\(labName.lowercased())" }
 
+    /// Whether this Labs.json entry names the lab `id`: same subscription and name, and the same
+    /// resource group when the entry gives one (names compared ignoring case, as Azure does).
+    public func identifies(_ id: LabID) -> Bool {
+        subscriptionId.lowercased() == id.subscriptionId.lowercased() && labName.lowercased() == id.name.lowercased()
+            && (resourceGroup.map { $0.lowercased() == id.resourceGroup.lowercased() } ?? true)
+    }
+
     /// Whether this lab subscribes to an image path (segment-aware; case-insensitive as Azure tags are).
     public func subscribes(to templatePath: String) -> Bool {
         images.contains(templatePath) || imagePaths.contains { ImagePath.covers($0, templatePath, ignoringCase: true) }

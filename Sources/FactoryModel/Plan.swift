@@ -157,3 +157,12 @@ public enum FactoryTag {
     public static let runID = "ImageFactoryRunId"
     public static let imageName = "ImageFactoryImageName"
 }
+
+/// The blobs of the factory lock, in the factory's container: never records, never temporary.
+public enum FactoryLockBlobs {
+    /// The blob whose lease is the lock.
+    public static let lock = "imagefactory.lock"
+    /// Who holds the lock (run, host, pid, since), so a refused run can say so.
+    public static let holder = "imagefactory.lock.json"
+    public static let all: Set<String> = [lock, holder]
+}

@@ -64,7 +64,7 @@ extension LocalCloud {
         return try await perform("getDisk", kind: .read, write: false, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.resourceId + "/osdisk") {
             try await self.db.read { db in
                 let record = try self.vm(db, id)
-                let now = Date()
+                let now = self.clock.now()
                 let view = record.view(at: now)
                 let active = try db.records("diskaccess", parent: LocalCloud.vmKey(id), as: DiskAccessRecord.self).contains { $0.isActive(at: now) }
                 let state = active ? "ActiveSAS" : (view.isDeallocated ? "Reserved" : "Attached")
@@ -83,7 +83,7 @@ extension LocalCloud {
         }
         let latency = settings.latency
         return try await perform("grantDiskAccess", kind: .export, write: true, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.resourceId + "/osdisk") {
-            let now = Date()
+            let now = self.clock.now()
             let record = try await self.db.read { db in try self.vm(db, id) }
             try Self.checkDiskReadable(record, id, at: now)
             try FileManager.default.createDirectory(at: self.disksDirectory, withIntermediateDirectories: true)
@@ -99,7 +99,7 @@ extension LocalCloud {
                                           grantedAt: now, expiresAt: now.addingTimeInterval(duration))
             return try await self.commit(file: url) { db in
                     // Checked again under the write lock: the VM may have been started meanwhile.
-                    try Self.checkDiskReadable(try self.vm(db, id), id, at: Date())
+                    try Self.checkDiskReadable(try self.vm(db, id), id, at: self.clock.now())
                     try self.removeDiskAccess(db, id)
                     try db.save("diskaccess", LocalCloud.diskAccessKey(access.id), parent: LocalCloud.vmKey(id), access)
                     let handle = try self.operation(db, completesAt: now.addingTimeInterval(latency.copyBase))
@@ -115,7 +115,7 @@ extension LocalCloud {
             try await self.db.write { db in
                 _ = try self.vm(db, id)
                 try self.removeDiskAccess(db, id)
-                return try self.operation(db, completesAt: Date().addingTimeInterval(delay))
+                return try self.operation(db, completesAt: self.clock.now().addingTimeInterval(delay))
             }
         }
     }
@@ -123,7 +123,7 @@ extension LocalCloud {
     /// The currently granted (unexpired) access to a VM's OS disk, if any.
     public func diskAccess(_ id: VirtualMachineID) async throws -> DiskAccessGrant? {
         try await db.read { db in
-            let now = Date()
+            let now = self.clock.now()
             return try db.records("diskaccess", parent: LocalCloud.vmKey(id), as: DiskAccessRecord.self)
                 .filter { $0.isActive(at: now) }.max { $0.grantedAt < $1.grantedAt }
                 .map { DiskAccessGrant(id: $0.id, signature: $0.signature, expiresAt: $0.expiresAt) }
@@ -134,7 +134,7 @@ extension LocalCloud {
     /// an ARM request. An unknown, revoked or expired access, or a wrong signature, is 403 as in Azure.
     public func diskAccessContent(id: String, signature: String) async throws -> DiskAccessContent {
         let record = try await db.read { db in try db.record("diskaccess", LocalCloud.diskAccessKey(id), as: DiskAccessRecord.self) }
-        guard let record, record.isActive(at: Date()), Self.constantTimeEqual(record.signature, signature) else {
+        guard let record, record.isActive(at: self.clock.now()), Self.constantTimeEqual(record.signature, signature) else {
             throw CloudError(status: 403, code: "AuthenticationFailed",
                              message: "Server failed to authenticate the request. The disk's access signature was revoked, has expired or does not match.")
         }
@@ -155,7 +155,7 @@ extension LocalCloud {
             }
             try await self.db.read { db in _ = try self.container(db, destination.container) }
             return try await self.copy(file: source.file, sourceURL: sourceURL, size: source.size, md5: source.md5, metadata: [:],
-                                       to: destination, suffix: ".vhd", fails: fails, at: Date())
+                                       to: destination, suffix: ".vhd", fails: fails, at: self.clock.now())
         }
     }
 
@@ -163,7 +163,7 @@ extension LocalCloud {
 
     /// A VM whose OS disk has active read access cannot start (Azure: the disk is in `ActiveSAS` state).
     func checkNoActiveDiskAccess(_ db: Database, _ id: VirtualMachineID) throws {
-        let now = Date()
+        let now = self.clock.now()
         if try db.records("diskaccess", parent: LocalCloud.vmKey(id), as: DiskAccessRecord.self).contains(where: { $0.isActive(at: now) }) {
             throw CloudError(status: 409, code: "OperationNotAllowed",
                              message: "Operation 'start' is not allowed on VM '\(id.name)' since its OS disk '\(id.name)_OsDisk' is in 'ActiveSAS' state. Revoke the disk's access (endGetAccess) first.")

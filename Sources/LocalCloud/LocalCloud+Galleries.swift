@@ -30,7 +30,7 @@ extension LocalCloud {
         return try await perform("createGallery", kind: .gallery, write: true, subscription: id.subscriptionId, lab: nil, resource: id.name) {
             try await self.db.write { db in
                 let key = LocalCloud.galleryKey(id)
-                let readyAt = Date().addingTimeInterval(delay)
+                let readyAt = self.clock.now().addingTimeInterval(delay)
                 if let existing = try db.record("gallery", key, as: GalleryRecord.self) {
                     return try self.operation(db, completesAt: existing.readyAt)
                 }
@@ -48,7 +48,7 @@ extension LocalCloud {
                     throw LocalCloud.resourceNotFound("Microsoft.Compute/galleries/\(id.name)", resourceGroup: id.resourceGroup)
                 }
                 var gallery = record.gallery
-                gallery.provisioningState = Date() < record.readyAt ? "Creating" : "Succeeded"
+                gallery.provisioningState = self.clock.now() < record.readyAt ? "Creating" : "Succeeded"
                 return gallery
             }
         }
@@ -75,7 +75,7 @@ extension LocalCloud {
                 }
                 var stored = definition
                 stored.provisioningState = "Succeeded"
-                let readyAt = Date().addingTimeInterval(delay)
+                let readyAt = self.clock.now().addingTimeInterval(delay)
                 try db.save("imagedef", key, parent: LocalCloud.galleryKey(id.gallery), ImageDefinitionRecord(definition: stored, readyAt: readyAt))
                 return try self.operation(db, completesAt: readyAt)
             }
@@ -89,7 +89,7 @@ extension LocalCloud {
                     throw CloudError(status: 404, code: "ResourceNotFound", message: "The Resource 'Microsoft.Compute/galleries/\(id.gallery.name)/images/\(id.name)' was not found.")
                 }
                 var d = record.definition
-                d.provisioningState = Date() < record.readyAt ? "Creating" : "Succeeded"
+                d.provisioningState = self.clock.now() < record.readyAt ? "Creating" : "Succeeded"
                 return d
             }
         }
@@ -104,7 +104,7 @@ extension LocalCloud {
         let latency = settings.latency
         let fails = await injected(.gallery, "\(id.definition.name)/\(id.version)", "operationFailure")
         return try await perform("createImageVersion", kind: .gallery, write: true, subscription: id.definition.gallery.subscriptionId, lab: nil, resource: "\(id.definition.gallery.name)/\(id.definition.name)/\(id.version)") {
-            let now = Date()
+            let now = self.clock.now()
             let blob = try await self.db.read { db -> BlobRecord in
                 guard try db.record("imagedef", LocalCloud.definitionKey(id.definition), as: ImageDefinitionRecord.self) != nil else {
                     throw CloudError(status: 404, code: "ParentResourceNotFound", message: "Parent resource '\(id.definition.name)' not found.")
@@ -148,7 +148,7 @@ extension LocalCloud {
                 guard let record = try db.record("imageversion", LocalCloud.versionKey(id), as: ImageVersionRecord.self) else {
                     throw CloudError(status: 404, code: "ResourceNotFound", message: "Gallery image version '\(id.version)' was not found.")
                 }
-                return record.view(at: Date())
+                return record.view(at: self.clock.now())
             }
         }
     }
@@ -156,7 +156,7 @@ extension LocalCloud {
     public func listImageVersions(_ definition: GalleryImageDefinitionID) async throws -> [GalleryImageVersion] {
         try await perform("listImageVersions", kind: .read, write: false, subscription: definition.gallery.subscriptionId, lab: nil, resource: "\(definition.gallery.name)/\(definition.name)") {
             try await self.db.read { db in
-                let now = Date()
+                let now = self.clock.now()
                 return try db.records("imageversion", parent: LocalCloud.definitionKey(definition), as: ImageVersionRecord.self).map { $0.view(at: now) }
             }
         }
@@ -170,7 +170,7 @@ extension LocalCloud {
                     throw CloudError(status: 404, code: "ResourceNotFound", message: "Gallery image version '\(id.version)' was not found.")
                 }
                 try db.remove("imageversion", LocalCloud.versionKey(id))
-                return (try self.operation(db, completesAt: Date().addingTimeInterval(delay)), record.file)
+                return (try self.operation(db, completesAt: self.clock.now().addingTimeInterval(delay)), record.file)
             }
         }
         if let file { try? FileManager.default.removeItem(at: imagesDirectory.appendingPathComponent(file)) }

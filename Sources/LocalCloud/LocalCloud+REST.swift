@@ -75,7 +75,7 @@ extension LocalCloud {
         try await perform("listGalleries", kind: .read, write: false, subscription: subscriptionId, lab: nil,
                           resource: "/subscriptions/\(subscriptionId)/galleries") {
             try await self.db.read { db in
-                let now = Date()
+                let now = self.clock.now()
                 return try db.records("gallery", parent: subscriptionId.lowercased(), as: GalleryRecord.self)
                     .filter { resourceGroup == nil || $0.gallery.id.resourceGroup.lowercased() == resourceGroup!.lowercased() }
                     .map { record in
@@ -93,7 +93,7 @@ extension LocalCloud {
                 guard try db.record("gallery", LocalCloud.galleryKey(gallery), as: GalleryRecord.self) != nil else {
                     throw LocalCloud.resourceNotFound("Microsoft.Compute/galleries/\(gallery.name)", resourceGroup: gallery.resourceGroup)
                 }
-                let now = Date()
+                let now = self.clock.now()
                 return try db.records("imagedef", parent: LocalCloud.galleryKey(gallery), as: ImageDefinitionRecord.self).map { record in
                     var definition = record.definition
                     definition.provisioningState = now < record.readyAt ? "Creating" : "Succeeded"
@@ -165,7 +165,7 @@ extension LocalCloud {
                 let key = LocalCloud.artifactSourceKey(lab, source.name)
                 let existing = try db.record("artifactsource", key, as: ArtifactSource.self)
                 var stored = source
-                stored.createdAt = existing?.createdAt ?? Date()
+                stored.createdAt = existing?.createdAt ?? self.clock.now()
                 try db.save("artifactsource", key, parent: lab.key, stored)
                 return (stored, existing == nil)
             }
@@ -203,7 +203,7 @@ extension LocalCloud {
     public func blobServiceDetails(_ id: BlobID) async throws -> BlobServiceDetails {
         try await db.read { db in
             let record = try self.blob(db, id)
-            let now = Date()
+            let now = self.clock.now()
             var state = "available"
             var duration: String?
             if let lease = record.lease {
@@ -225,7 +225,7 @@ extension LocalCloud {
         try await perform("breakLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
-                let now = Date()
+                let now = self.clock.now()
                 guard var lease = record.lease, lease.expiresAt > now else {
                     throw CloudError(status: 409, code: "LeaseNotPresentWithLeaseOperation", message: "There is currently no lease on the blob.")
                 }
@@ -242,10 +242,12 @@ extension LocalCloud {
 
     /// Changes the id of an active lease.
     public func changeLease(_ id: BlobID, leaseID: String, proposedLeaseID: String) async throws {
+        try Self.checkLeaseIDFormat(leaseID, header: "x-ms-lease-id")
+        try Self.checkLeaseIDFormat(proposedLeaseID, header: "x-ms-proposed-lease-id")
         try await perform("changeLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
-                guard var lease = record.lease, lease.expiresAt > Date(), lease.id == leaseID || lease.id == proposedLeaseID else {
+                guard var lease = record.lease, lease.expiresAt > self.clock.now(), lease.id == leaseID || lease.id == proposedLeaseID else {
                     throw CloudError(status: 409, code: "LeaseIdMismatchWithLeaseOperation", message: "The lease ID specified did not match the lease ID for the blob.")
                 }
                 lease.id = proposedLeaseID

@@ -22,11 +22,15 @@ public final class LocalCloud: CloudBackend {
     let log: OperationsLog
     let blobsDirectory: URL
     let imagesDirectory: URL
+    /// The emulated service's time: when operations complete, leases expire, replication ends.
+    /// Tests pass a `ManualClock` to move it by hand.
+    public let clock: any FactoryClock
 
     /// Opens (creating if needed) the local cloud in a state directory.
-    public init(stateDirectory: URL, settings: LocalCloudSettings) throws {
+    public init(stateDirectory: URL, settings: LocalCloudSettings, clock: any FactoryClock = SystemClock()) throws {
         self.stateDirectory = stateDirectory
         self.settings = settings
+        self.clock = clock
         blobsDirectory = stateDirectory.appendingPathComponent("blobs")
         imagesDirectory = stateDirectory.appendingPathComponent("images")
         for dir in [stateDirectory, blobsDirectory, imagesDirectory] {
@@ -67,19 +71,19 @@ public final class LocalCloud: CloudBackend {
     /// Runs one request: request latency, injected faults, write throttling, the body, and a log line.
     func perform<T: Sendable>(_ name: String, kind: OperationKind, write: Bool, subscription: String?, lab: String?, resource: String,
                               _ body: @Sendable () async throws -> T) async throws -> T {
-        let start = Date()
+        let start = self.clock.now()
         var status = 200
         var result = "ok"
         defer {
-            log.append(.init(start: OperationsLog.timestamp(start), end: OperationsLog.timestamp(Date()), kind: name,
+            log.append(.init(start: OperationsLog.timestamp(start), end: OperationsLog.timestamp(self.clock.now()), kind: name,
                              subscription: subscription, lab: lab, resource: resource, result: result, status: status, write: write,
                              job: OperationContext.jobID, run: OperationContext.runID, pid: getpid()))
         }
         do {
-            if settings.latency.request > 0 { try await Task.sleep(for: .seconds(settings.latency.request)) }
+            if settings.latency.request > 0 { try await clock.sleep(seconds: settings.latency.request) }
             if let rates = faults.rates(kind) {
                 if await faults.roll(kind, resource: resource, fault: "timeout", rate: rates.timeout) {
-                    try await Task.sleep(for: .seconds(settings.faults.timeoutSeconds))
+                    try await clock.sleep(seconds: settings.faults.timeoutSeconds)
                     throw CloudError(status: 408, code: "RequestTimeout", message: "The request timed out (injected fault).")
                 }
                 if await faults.roll(kind, resource: resource, fault: "throttle", rate: rates.throttle) {
@@ -91,7 +95,7 @@ public final class LocalCloud: CloudBackend {
             }
             // ARM throttles management-plane writes per subscription; blob data-plane calls are not counted.
             if write, kind != .blobWrite, kind != .copy, let subscription {
-                _ = try await throttle.take(subscription: subscription.lowercased())
+                _ = try await throttle.take(subscription: subscription.lowercased(), now: clock.now())
             }
             return try await body()
         } catch let error as CloudError {
@@ -120,7 +124,7 @@ public final class LocalCloud: CloudBackend {
     func operation(_ db: Database, completesAt: Date, error: CloudError? = nil) throws -> OperationHandle {
         let id = UUID().uuidString.lowercased()
         try db.save("operation", id, parent: "", OperationRecord(id: id, completesAt: completesAt, error: error))
-        return OperationHandle(id: id, retryAfter: max(0, completesAt.timeIntervalSinceNow))
+        return OperationHandle(id: id, retryAfter: max(0, completesAt.timeIntervalSince(self.clock.now())))
     }
 
     /// ARM's 404 for a resource that does not exist, in its own words.
@@ -162,7 +166,7 @@ public final class LocalCloud: CloudBackend {
                 if let existing = try db.record("lab", LocalCloud.labKey(id), as: LabRecord.self) {
                     return Lab(id: existing.id, location: existing.location, storageAccount: existing.storageAccount)
                 }
-                let record = LabRecord(id: id, location: Location.normalize(location), storageAccount: account, createdAt: Date())
+                let record = LabRecord(id: id, location: Location.normalize(location), storageAccount: account, createdAt: self.clock.now())
                 try db.save("lab", LocalCloud.labKey(id), parent: id.subscriptionId.lowercased(), record)
                 return Lab(id: id, location: record.location, storageAccount: account)
             }
@@ -229,7 +233,7 @@ public final class LocalCloud: CloudBackend {
                     throw CloudError(status: 409, code: "DeploymentQuotaExceeded",
                                      message: "Creating the deployment '\(request.deploymentName)' would exceed the quota of '\(maxDeployments)'. The current deployment count is '\(maxDeployments)'. Please delete some deployments before creating a new one.")
                 }
-                let now = Date()
+                let now = self.clock.now()
                 let readyAt = now.addingTimeInterval(latency.deployment + latency.artifact * Double(plannedArtifacts.count))
                 let anyFailure = plannedArtifacts.contains { $0.failure != nil } || provisioningFails
                 let generalizes = !anyFailure && plannedArtifacts.last.map { ["windows-sysprep", "linux-deprovision"].contains($0.name.lowercased()) } == true
@@ -283,7 +287,7 @@ public final class LocalCloud: CloudBackend {
 
     public func getVirtualMachine(_ id: VirtualMachineID) async throws -> LabVirtualMachine {
         try await perform("getVirtualMachine", kind: .read, write: false, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.resourceId) {
-            try await self.db.read { db in try self.vm(db, id).view(at: Date()) }
+            try await self.db.read { db in try self.vm(db, id).view(at: self.clock.now()) }
         }
     }
 
@@ -298,7 +302,7 @@ public final class LocalCloud: CloudBackend {
         try await perform("listVirtualMachines", kind: .read, write: false, subscription: lab.subscriptionId, lab: lab.name, resource: lab.resourceId + "/virtualmachines") {
             try await self.db.read { db in
                 _ = try self.lab(db, lab)
-                let now = Date()
+                let now = self.clock.now()
                 return try db.records("vm", parent: lab.key, as: VMRecord.self).map { $0.view(at: now) }
             }
         }
@@ -319,7 +323,7 @@ public final class LocalCloud: CloudBackend {
         return try await perform("stopVirtualMachine", kind: .vmAction, write: true, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.resourceId) {
             try await self.db.write { db in
                 var record = try self.vm(db, id)
-                let now = Date()
+                let now = self.clock.now()
                 let view = record.view(at: now)
                 guard view.provisioningState == "Succeeded" else {
                     throw CloudError(status: 409, code: "Conflict", message: "The virtual machine '\(id.name)' is \(view.provisioningState.lowercased()) and cannot be stopped now.")
@@ -339,7 +343,7 @@ public final class LocalCloud: CloudBackend {
         return try await perform("startVirtualMachine", kind: .vmAction, write: true, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.resourceId) {
             try await self.db.write { db in
                 var record = try self.vm(db, id)
-                let now = Date()
+                let now = self.clock.now()
                 if record.view(at: now).generalized {
                     throw CloudError(status: 409, code: "OperationNotAllowed",
                                      message: "Operation 'start' is not allowed on VM '\(id.name)' since the VM is generalized.")
@@ -361,7 +365,7 @@ public final class LocalCloud: CloudBackend {
                 _ = try self.vm(db, id)
                 try db.remove("vm", LocalCloud.vmKey(id))
                 try self.removeDiskAccess(db, id)  // the VM's OS disk goes with it, and any SAS to it
-                return try self.operation(db, completesAt: Date().addingTimeInterval(delay))
+                return try self.operation(db, completesAt: self.clock.now().addingTimeInterval(delay))
             }
         }
     }
@@ -370,7 +374,7 @@ public final class LocalCloud: CloudBackend {
         let latency = settings.latency
         let fails = await injected(.export, destination.description, "copyFailure")
         return try await perform("exportOSDisk", kind: .export, write: true, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.resourceId) {
-            let now = Date()
+            let now = self.clock.now()
             let record = try await self.db.read { db -> VMRecord in
                 let record = try self.vm(db, id)
                 _ = try self.container(db, destination.container)
@@ -435,7 +439,7 @@ public final class LocalCloud: CloudBackend {
                 if try db.record("container", LocalCloud.containerKey(id), as: ContainerRecord.self) != nil {
                     throw CloudError(status: 409, code: "ContainerAlreadyExists", message: "The specified container already exists.")
                 }
-                try db.save("container", LocalCloud.containerKey(id), parent: id.account.name.lowercased(), ContainerRecord(id: id, createdAt: Date()))
+                try db.save("container", LocalCloud.containerKey(id), parent: id.account.name.lowercased(), ContainerRecord(id: id, createdAt: self.clock.now()))
             }
         }
     }
@@ -479,12 +483,12 @@ public final class LocalCloud: CloudBackend {
             try await self.db.read { db in _ = try self.container(db, id.container) }
             try data.write(to: url)
             let md5 = Data(Insecure_MD5(data)).base64EncodedString()
-            let record = BlobRecord(id: id, file: file, size: Int64(data.count), md5: md5, metadata: metadata, lastModified: Date(), copy: nil)
+            let record = BlobRecord(id: id, file: file, size: Int64(data.count), md5: md5, metadata: metadata, lastModified: self.clock.now(), copy: nil)
             return try await self.commit(file: url) { db in
                 _ = try self.container(db, id.container)
                 try self.checkNoLease(db, id)
                 try self.replaceBlob(db, record)
-                return record.properties(at: Date())
+                return record.properties(at: self.clock.now())
             }
         }
     }
@@ -500,7 +504,7 @@ public final class LocalCloud: CloudBackend {
     public func getBlob(_ id: BlobID) async throws -> Data {
         try await perform("getBlob", kind: .read, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             let record = try await self.db.read { db in try self.blob(db, id) }
-            guard record.isComplete(at: Date()) else {
+            guard record.isComplete(at: self.clock.now()) else {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
             }
             return try Data(contentsOf: self.blobsDirectory.appendingPathComponent(record.file))
@@ -509,7 +513,7 @@ public final class LocalCloud: CloudBackend {
 
     public func getBlobProperties(_ id: BlobID) async throws -> BlobProperties {
         try await perform("getBlobProperties", kind: .read, write: false, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
-            try await self.db.read { db in try self.blob(db, id).properties(at: Date()) }
+            try await self.db.read { db in try self.blob(db, id).properties(at: self.clock.now()) }
         }
     }
 
@@ -517,7 +521,7 @@ public final class LocalCloud: CloudBackend {
         try await perform("listBlobs", kind: .read, write: false, subscription: container.account.subscriptionId, lab: nil, resource: container.description) {
             try await self.db.read { db in
                 _ = try self.container(db, container)
-                let now = Date()
+                let now = self.clock.now()
                 return try db.records("blob", parent: LocalCloud.containerKey(container), as: BlobRecord.self)
                     .filter { prefix == nil || $0.id.name.hasPrefix(prefix!) }
                     .map { $0.properties(at: now) }
@@ -545,7 +549,7 @@ public final class LocalCloud: CloudBackend {
                 _ = try self.container(db, destination.container)
                 return record
             }
-            let now = Date()
+            let now = self.clock.now()
             guard sourceRecord.isComplete(at: now) else {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation on the source blob.")
             }
@@ -573,7 +577,7 @@ public final class LocalCloud: CloudBackend {
         let record = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: metadata, lastModified: now, copy: copy)
         return try await commit(file: url) { db in
             if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
-               current.properties(at: Date()).copyStatus == .pending {
+               current.properties(at: self.clock.now()).copyStatus == .pending {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
             }
             try self.checkNoLease(db, destination)
@@ -597,7 +601,7 @@ public final class LocalCloud: CloudBackend {
         try await perform("abortBlobCopy", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
-                guard var copy = record.copy, record.properties(at: Date()).copyStatus == .pending else {
+                guard var copy = record.copy, record.properties(at: self.clock.now()).copyStatus == .pending else {
                     throw CloudError(status: 409, code: "NoPendingCopyOperation", message: "There is currently no pending copy operation.")
                 }
                 copy.status = .aborted
@@ -613,10 +617,11 @@ public final class LocalCloud: CloudBackend {
         guard duration == -1 || (15...60).contains(duration) || (settings.latency.name != "realistic" && duration > 0) else {
             throw CloudError(status: 400, code: "InvalidHeaderValue", message: "The lease duration must be 15 to 60 seconds, or -1 for infinite.")
         }
+        try Self.checkLeaseIDFormat(proposedLeaseID, header: "x-ms-proposed-lease-id")
         return try await perform("acquireLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
-                let now = Date()
+                let now = self.clock.now()
                 if let lease = record.lease, lease.expiresAt > now, lease.id != proposedLeaseID {
                     throw CloudError(status: 409, code: "LeaseAlreadyPresent", message: "There is already a lease present.")
                 }
@@ -628,6 +633,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func renewLease(_ id: BlobID, leaseID: String) async throws {
+        try Self.checkLeaseIDFormat(leaseID, header: "x-ms-lease-id")
         try await perform("renewLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
@@ -635,7 +641,7 @@ public final class LocalCloud: CloudBackend {
                     throw CloudError(status: 409, code: "LeaseIdMismatchWithLeaseOperation", message: "The lease ID specified did not match the lease ID for the blob.")
                 }
                 if lease.expiresAt != .distantFuture {
-                    lease.expiresAt = Date().addingTimeInterval(lease.duration ?? 60)
+                    lease.expiresAt = self.clock.now().addingTimeInterval(lease.duration ?? 60)
                 }
                 record.lease = lease
                 try db.save("blob", LocalCloud.blobKey(id), parent: LocalCloud.containerKey(id.container), record)
@@ -644,6 +650,7 @@ public final class LocalCloud: CloudBackend {
     }
 
     public func releaseLease(_ id: BlobID, leaseID: String) async throws {
+        try Self.checkLeaseIDFormat(leaseID, header: "x-ms-lease-id")
         try await perform("releaseLease", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
             try await self.db.write { db in
                 var record = try self.blob(db, id)
@@ -657,9 +664,21 @@ public final class LocalCloud: CloudBackend {
         }
     }
 
+    /// Blob storage takes only GUIDs as lease ids (`x-ms-proposed-lease-id`, `x-ms-lease-id`) and
+    /// answers anything else with 400 InvalidHeaderValue. Checked here with the emulator's own code.
+    static func checkLeaseIDFormat(_ value: String, header: String) throws {
+        let hex = Set("0123456789abcdefABCDEF")
+        let groups = value.split(separator: "-", omittingEmptySubsequences: false)
+        let valid = groups.map(\.count) == [8, 4, 4, 4, 12] && groups.allSatisfy { $0.allSatisfy { hex.contains($0) } }
+        guard valid else {
+            throw CloudError(status: 400, code: "InvalidHeaderValue",
+                             message: "The value for one of the HTTP headers is not in the correct format. Header: \(header), value: \(value).")
+        }
+    }
+
     /// A blob under an active lease cannot be overwritten or deleted without the lease id.
     func checkNoLease(_ db: Database, _ id: BlobID) throws {
-        if let record = try db.record("blob", LocalCloud.blobKey(id), as: BlobRecord.self), let lease = record.lease, lease.expiresAt > Date() {
+        if let record = try db.record("blob", LocalCloud.blobKey(id), as: BlobRecord.self), let lease = record.lease, lease.expiresAt > self.clock.now() {
             throw CloudError(status: 412, code: "LeaseIdMissing", message: "There is currently a lease on the blob and no lease ID was specified in the request.")
         }
     }
@@ -671,7 +690,7 @@ public final class LocalCloud: CloudBackend {
         let delay = settings.latency.customImage
         let fails = await injected(.customImage, id.description, "operationFailure")
         return try await perform("createCustomImage", kind: .customImage, write: true, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.lab.resourceId + "/customimages/" + id.name) {
-            let now = Date()
+            let now = self.clock.now()
             let (lab, blob, existing) = try await self.db.read { db in
                 (try self.lab(db, id.lab), try? self.blob(db, request.vhd), try db.record("image", LocalCloud.imageKey(id), as: ImageRecord.self))
             }
@@ -712,7 +731,7 @@ public final class LocalCloud: CloudBackend {
 
     public func getCustomImage(_ id: CustomImageID) async throws -> CustomImage {
         try await perform("getCustomImage", kind: .read, write: false, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.lab.resourceId + "/customimages/" + id.name) {
-            try await self.db.read { db in try self.image(db, id).view(at: Date()) }
+            try await self.db.read { db in try self.image(db, id).view(at: self.clock.now()) }
         }
     }
 
@@ -727,7 +746,7 @@ public final class LocalCloud: CloudBackend {
         try await perform("listCustomImages", kind: .read, write: false, subscription: lab.subscriptionId, lab: lab.name, resource: lab.resourceId + "/customimages") {
             try await self.db.read { db in
                 _ = try self.lab(db, lab)
-                let now = Date()
+                let now = self.clock.now()
                 return try db.records("image", parent: lab.key, as: ImageRecord.self).map { $0.view(at: now) }
             }
         }
@@ -739,7 +758,7 @@ public final class LocalCloud: CloudBackend {
             try await self.db.write { db -> (OperationHandle, String?) in
                 let record = try self.image(db, id)
                 try db.remove("image", LocalCloud.imageKey(id))
-                return (try self.operation(db, completesAt: Date().addingTimeInterval(delay)), record.file)
+                return (try self.operation(db, completesAt: self.clock.now().addingTimeInterval(delay)), record.file)
             }
         }
         if let file { try? FileManager.default.removeItem(at: imagesDirectory.appendingPathComponent(file)) }
@@ -762,7 +781,7 @@ public final class LocalCloud: CloudBackend {
     public func listDeployments(subscriptionId: String, resourceGroup: String) async throws -> [Deployment] {
         try await perform("listDeployments", kind: .read, write: false, subscription: subscriptionId, lab: nil, resource: "/subscriptions/\(subscriptionId)/resourceGroups/\(resourceGroup)/deployments") {
             try await self.db.read { db in
-                let now = Date()
+                let now = self.clock.now()
                 return try db.records("deployment", parent: LocalCloud.rgKey(subscriptionId, resourceGroup), as: DeploymentRecord.self).map { $0.view(at: now) }
             }
         }
@@ -775,7 +794,7 @@ public final class LocalCloud: CloudBackend {
                 guard let record = try db.record("deployment", key, as: DeploymentRecord.self) else {
                     throw CloudError(status: 404, code: "DeploymentNotFound", message: "Deployment '\(name)' could not be found.")
                 }
-                if record.view(at: Date()).provisioningState == "Running" {
+                if record.view(at: self.clock.now()).provisioningState == "Running" {
                     throw CloudError(status: 409, code: "DeploymentActive", message: "The deployment '\(name)' is still running and cannot be deleted.")
                 }
                 try db.remove("deployment", key)
@@ -791,7 +810,7 @@ public final class LocalCloud: CloudBackend {
             guard let record = try await self.db.read({ db in try db.record("operation", handle.id, as: OperationRecord.self) }) else {
                 throw CloudError(status: 404, code: "OperationNotFound", message: "The operation '\(handle.id)' was not found.")
             }
-            let now = Date()
+            let now = self.clock.now()
             if now < record.completesAt { return .inProgress(retryAfter: max(0.01, record.completesAt.timeIntervalSince(now))) }
             if let error = record.error { return .failed(error) }
             return .succeeded

@@ -206,11 +206,15 @@ final class LocalFactory {
     let observer: LocalCloud
     var configuration: FactoryConfiguration
 
-    init(_ fixture: FactoryFixture, latency: LatencyProfile = .instant, faults: String? = nil) async throws {
+    /// The clock both views of the cloud read (a `ManualClock` in tests of time).
+    let clock: any FactoryClock
+
+    init(_ fixture: FactoryFixture, latency: LatencyProfile = .instant, faults: String? = nil, clock: any FactoryClock = SystemClock()) async throws {
+        self.clock = clock
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("factory-engine-tests-" + UUID().uuidString)
         configuration = try fixture.load()
         // Set up on a fault-free view of the state directory, then open the cloud under test on it.
-        let setup = try LocalCloud(stateDirectory: directory, settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none))
+        let setup = try LocalCloud(stateDirectory: directory, settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none), clock: clock)
         let settings = configuration.settings
         let factory = try await setup.createLab(LabID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup,
                                                       name: settings.factoryLab), location: settings.location)
@@ -221,7 +225,7 @@ final class LocalFactory {
         try await setup.createContainer(ContainerID(account: factory.storageAccount, name: settings.container))
         observer = setup
         cloud = try LocalCloud(stateDirectory: directory, settings: LocalCloudSettings(
-            latency: latency, throttle: .off, faults: try faults.map(FaultSettings.parse) ?? .none))
+            latency: latency, throttle: .off, faults: try faults.map(FaultSettings.parse) ?? .none), clock: clock)
     }
 
     deinit { try? FileManager.default.removeItem(at: directory) }

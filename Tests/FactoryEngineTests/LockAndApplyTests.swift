@@ -10,14 +10,15 @@ struct LockAndApplyTests {
     static func fixture() -> FactoryFixture { ExecutorTests.fixture() }
 
     static func lock(_ factory: LocalFactory, leaseSeconds: Double) async throws -> FactoryLock {
-        FactoryLock(client: CloudClient(backend: factory.cloud), container: try await factory.container(of: "ImageFactory"), leaseSeconds: leaseSeconds)
+        FactoryLock(client: CloudClient(backend: factory.cloud, clock: factory.clock), container: try await factory.container(of: "ImageFactory"),
+                    leaseSeconds: leaseSeconds)
     }
 
     @Test("while one run holds the factory, another is refused with a message naming the holder")
     func busyFactoryIsRefused() async throws {
         let factory = try await LocalFactory(Self.fixture())
         let a = try await Self.lock(factory, leaseSeconds: 60)
-        try await a.acquire(runID: "A")
+        let leaseA = try await a.acquire(runID: "A")
 
         let b = try await Self.lock(factory, leaseSeconds: 60)
         let error = try await #require(throws: FactoryError.self) { try await b.acquire(runID: "B") }
@@ -38,24 +39,26 @@ struct LockAndApplyTests {
         #expect(try await factory.observer.listVirtualMachines(lab: factory.factoryLab).isEmpty)
 
         // Released, the factory is free at once.
-        await a.release(runID: "A")
-        try await b.acquire(runID: "B")
-        await b.release(runID: "B")
+        await a.release(leaseA)
+        let leaseB = try await b.acquire(runID: "B")
+        await b.release(leaseB)
     }
 
     @Test("a lock left by a killed run expires after its lease, and a new run can take it")
     func leaseExpires() async throws {
-        let factory = try await LocalFactory(Self.fixture())
-        // Six seconds: long enough that a loaded CI machine (tests run in parallel) still sees the lease held.
-        let killed = try await Self.lock(factory, leaseSeconds: 6)
-        try await killed.acquire(runID: "A")  // and never released
-        let next = try await Self.lock(factory, leaseSeconds: 6)
+        // The cloud's time is moved by hand: the lease expires without the test waiting for it.
+        let clock = ManualClock()
+        let factory = try await LocalFactory(Self.fixture(), clock: clock)
+        let killed = try await Self.lock(factory, leaseSeconds: 60)
+        _ = try await killed.acquire(runID: "A")  // and never released
+        let next = try await Self.lock(factory, leaseSeconds: 60)
+        clock.advance(by: 59)
         let error = try await #require(throws: FactoryError.self) { try await next.acquire(runID: "B") }
         #expect(error.description.contains("run A"))
 
-        try await Task.sleep(for: .seconds(6.3))
-        try await next.acquire(runID: "B")
-        let holder = try await factory.observer.getBlob(BlobID(container: factory.container(of: "ImageFactory"), name: FactoryPlanner.lockHolderBlob))
+        clock.advance(by: 2)
+        _ = try await next.acquire(runID: "B")
+        let holder = try await factory.observer.getBlob(BlobID(container: factory.container(of: "ImageFactory"), name: FactoryLockBlobs.holder))
         #expect(String(decoding: holder, as: UTF8.self).contains("\"runID\":\"B\""))
     }
 
@@ -68,7 +71,7 @@ struct LockAndApplyTests {
         struct Boom: Error {}
         await #expect(throws: Boom.self) { try await a.withLock(runID: "A2") { () async throws -> Int in throw Boom() } }
         let b = try await Self.lock(factory, leaseSeconds: 60)
-        try await b.acquire(runID: "B")
+        _ = try await b.acquire(runID: "B")
     }
 
     @Test("apply of a saved plan whose inventory changed since is refused, and nothing is done")

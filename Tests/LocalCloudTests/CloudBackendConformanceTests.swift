@@ -208,7 +208,9 @@ struct CloudBackendConformanceTests {
             }
             await expectCloudError(412, "LeaseIdMissing") { try await f.backend.deleteBlob(lock) }
             try await f.backend.renewLease(lock, leaseID: lease)
-            await expectCloudError(409, "LeaseIdMismatchWithLeaseOperation") { try await f.backend.releaseLease(lock, leaseID: "someone-else") }
+            await expectCloudError(409, "LeaseIdMismatchWithLeaseOperation") { try await f.backend.releaseLease(lock, leaseID: "33333333-0000-4000-8000-000000000003") }
+            // Blob storage takes only GUIDs as lease ids.
+            await expectCloudError(400, "InvalidHeaderValue") { try await f.backend.releaseLease(lock, leaseID: "run-20261202") }
             try await f.backend.releaseLease(lock, leaseID: lease)
             try await f.backend.deleteBlob(lock)
         }

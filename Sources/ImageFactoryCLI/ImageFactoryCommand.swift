@@ -5,9 +5,10 @@ import Foundation
 
 /// The `imagefactory` command: builds golden images from a git repository and distributes them
 /// to Azure DevTest Labs. The root only lists subcommands; each one is a small value.
-@main
-struct ImageFactoryCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct ImageFactoryCommand: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "imagefactory",
         abstract: "An image factory for Azure DevTest Labs and Azure Compute Gallery.",
         discussion: """
@@ -24,6 +25,12 @@ struct ImageFactoryCommand: AsyncParsableCommand {
             StageCommand<BuildStage>.self, StageCommand<SnapStage>.self, StageCommand<DistributeStage>.self,
             StageCommand<CleanupStage>.self, StageCommand<RetireStage>.self,
         ])
+}
+
+/// The entry point of the `imagefactory` executable.
+public enum ImageFactoryMain {
+    /// Parses the process's arguments, runs the command and exits with its code.
+    public static func run() async { await ImageFactoryCommand.main() }
 }
 
 /// Version and commit of this build, for `--version`.

@@ -271,8 +271,9 @@ struct ActionSourceLocator: Sendable {
             let failing = template.artifacts.first { message?.contains($0.name) == true }
             return (file, failing.flatMap { lines.locate($0.name)?.line } ?? lines.locate("virtualmachines")?.line)
         case .distribute, .retire, .cleanup:
-            guard let labName = action.lab?.lowercased(),
-                  let lab = configuration.labs.first(where: { $0.labName.lowercased() == labName }) else { return nil }
+            // By the lab's full identity: two subscriptions may each hold a lab of the same name.
+            guard let labID = action.labID,
+                  let lab = configuration.labs.first(where: { $0.identifies(labID) }) else { return nil }
             return (folder + ConfigurationLoader.labsFile, lab.line)
         }
     }
