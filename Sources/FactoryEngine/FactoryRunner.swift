@@ -7,8 +7,8 @@ public struct FactoryRunner: Sendable {
     public var configuration: FactoryConfiguration
     public var lockSeconds: Double
 
-    public init(backend: any CloudBackend, configuration: FactoryConfiguration, lockSeconds: Double = 60) {
-        self.client = CloudClient(backend: backend)
+    public init(backend: any CloudBackend, configuration: FactoryConfiguration, lockSeconds: Double = 60, clock: any FactoryClock = SystemClock()) {
+        self.client = CloudClient(backend: backend, clock: clock)
         self.configuration = configuration
         self.lockSeconds = lockSeconds
     }
@@ -17,9 +17,9 @@ public struct FactoryRunner: Sendable {
         try await InventoryReader(client: client).read(configuration)
     }
 
-    public func plan(force: Bool = false, now: Date = Date()) async throws -> (Plan, Inventory) {
+    public func plan(force: Bool = false, now: Date? = nil) async throws -> (Plan, Inventory) {
         let inventory = try await inventory()
-        return (FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: force, now: now)), inventory)
+        return (FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: force, now: now ?? client.clock.now())), inventory)
     }
 
     /// Executes a plan. When `requireFingerprint` is set (apply of a saved plan), the inventory is
@@ -36,15 +36,9 @@ public struct FactoryRunner: Sendable {
         }
         guard plan.hasWrites else {
             // Nothing to change: no lock, no writes at all.
-            return RunSummary(runID: runID, commit: plan.commit, results: plan.actions.map {
-                ActionResult(action: $0, outcome: .failed, message: $0.reason, start: Date(), end: Date())
-            }, diagnostics: plan.diagnostics)
+            return RunSummary(runID: runID, commit: plan.commit, results: [], diagnostics: plan.diagnostics)
         }
-        let settings = configuration.settings
-        let container = ContainerID(account: try await client.call({ [client, settings] in
-            try await client.backend.getLab(LabID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, name: settings.factoryLab))
-        }).storageAccount, name: settings.container)
-        let lock = FactoryLock(client: client, container: container, leaseSeconds: lockSeconds)
+        let lock = FactoryLock(client: client, container: plan.factory.container, leaseSeconds: lockSeconds)
         let client = self.client
         let configuration = self.configuration
         return try await lock.withLock(runID: runID) {
@@ -56,12 +50,12 @@ public struct FactoryRunner: Sendable {
                     throw FactoryError.invalidInput("The cloud changed since the plan was made (inventory fingerprint \(plan.inventoryFingerprint.prefix(12)) is now \(inventory.fingerprint.prefix(12))).",
                                                     hint: "Make a new plan with `imagefactory plan --out FILE` and review it.")
                 }
-                current = FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: plan.settings.force))
+                current = FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: plan.settings.force, now: client.clock.now()))
+                current.actions = current.actions.filter { stages.contains($0.stage) }
+                // Whoever shows progress counts the plan that runs, not the one made before the lock.
+                events(.planRevised(current))
             }
-            let executor = FactoryExecutor(client: client, configuration: configuration, inventory: inventory,
-                                           options: ExecutionOptions(runID: runID, stages: stages, timeoutSeconds: Double(settings.timeoutMinutes) * 60,
-                                                                     maxConcurrentJobs: settings.maxConcurrentJobs),
-                                           events: events)
+            let executor = FactoryExecutor(client: client, options: ExecutionOptions(runID: runID, stages: stages), events: events)
             return try await executor.execute(current)
         }
     }

@@ -28,6 +28,7 @@ public enum FactoryPlanner {
         var actions: [PlanAction] = []
         var diagnostics = inventory.problems
         let factory = inventory.factory
+        let factoryContainer = ContainerID(account: factory.storageAccount, name: settings.container)
         let templates = Dictionary(uniqueKeysWithValues: configuration.templates.map { ($0.path, $0) })
         let existingTemplatePaths = Set(configuration.templates.map(\.path))
         var recordsByPath: [String: [VhdRecord]] = [:]
@@ -55,6 +56,14 @@ public enum FactoryPlanner {
             var imageName: String
             var captureAction: String?
             var timestamp: Date
+            /// What a lab's custom image is made from.
+            var osType: OSType
+            var generalized: Bool
+            var description: String
+            var commit: String?
+            var templateSha: String?
+            var vhdFileName: String
+            var md5: String?
         }
         var latest: [String: Latest] = [:]
         var adoptedVMs = Set<String>()
@@ -64,7 +73,10 @@ public enum FactoryPlanner {
         for template in configuration.templates {
             let current = recordsByPath[template.path]?.first { $0.templateBlobSha == template.blobSha }
             if let current, !options.force {
-                latest[template.path] = Latest(imageName: current.imageName, captureAction: nil, timestamp: current.timestamp)
+                latest[template.path] = Latest(imageName: current.imageName, captureAction: nil, timestamp: current.timestamp,
+                                               osType: current.osType, generalized: current.isGeneralized, description: current.description,
+                                               commit: current.commit, templateSha: current.templateBlobSha, vhdFileName: current.vhdFileName,
+                                               md5: current.md5)
                 continue
             }
             let imageName = Naming.datedImageName(base: template.imageName, date: options.now, taken: takenNames)
@@ -72,11 +84,17 @@ public enum FactoryPlanner {
             let captureID = "snap/\(template.path)"
             var dependsOn: [String] = []
             let vmKey = template.vmName.lowercased()
+            let vmID = VirtualMachineID(lab: factory.id, name: template.vmName)
+            func capture(adopted: Bool) -> PlanOperation {
+                .captureImage(CaptureSpec(vm: vmID, imageName: imageName, imagePath: template.path, description: template.description,
+                                          osType: template.osType, osState: template.osState, commit: configuration.commit,
+                                          templateSha: template.blobSha, vhd: BlobID(container: factoryContainer, name: imageName + ".vhd"),
+                                          record: BlobID(container: factoryContainer, name: imageName + ".json"), adopted: adopted))
+            }
             if let vm = vmsByName[vmKey], vm.tags[FactoryTag.imagePath].map(ImagePath.normalize) == template.path,
                vm.tags[FactoryTag.templateSha] == template.blobSha, vm.provisioningState != "Failed", vm.failedArtifacts.isEmpty, !options.force {
                 adoptedVMs.insert(vmKey)
-                actions.append(PlanAction(id: captureID, stage: .snap, kind: .captureImage, lab: factory.id.name, labID: factory.id,
-                                          imagePath: template.path, imageName: imageName, vmName: template.vmName,
+                actions.append(PlanAction(id: captureID, stage: .snap, operation: capture(adopted: true),
                                           reason: "resume: factory VM \(template.vmName) from an earlier run already has this template"))
             } else {
                 let buildID = "build/\(template.path)"
@@ -87,8 +105,7 @@ public enum FactoryPlanner {
                         continue
                     }
                     let staleID = "build/replace/\(template.vmName)"
-                    actions.append(PlanAction(id: staleID, stage: .build, kind: .replaceStaleVM, lab: factory.id.name, labID: factory.id,
-                                              imagePath: template.path, vmName: template.vmName,
+                    actions.append(PlanAction(id: staleID, stage: .build, operation: .replaceStaleVM(FactoryVMSpec(vm: vmID, imagePath: template.path)),
                                               reason: "factory VM \(template.vmName) was left by an earlier run with another template version"))
                     dependsOn = [staleID]
                 }
@@ -96,14 +113,22 @@ public enum FactoryPlanner {
                 if options.force { reason = "--force: rebuild even though unchanged" }
                 else if recordsByPath[template.path] == nil { reason = "new template: no image yet" }
                 else { reason = "template changed (blob \(template.blobSha.prefix(10)))" }
-                actions.append(PlanAction(id: buildID, stage: .build, kind: .buildVM, lab: factory.id.name, labID: factory.id, imagePath: template.path,
-                                          imageName: imageName, vmName: template.vmName, reason: reason, dependsOn: dependsOn))
-                actions.append(PlanAction(id: captureID, stage: .snap, kind: .captureImage, lab: factory.id.name, labID: factory.id,
-                                          imagePath: template.path, imageName: imageName, vmName: template.vmName,
+                let deployment = BuildVMSpec(
+                    vm: vmID, imagePath: template.path, templateSha: template.blobSha, osState: template.osState,
+                    template: JSONText.decodeText(template.templateJSON) ?? String(decoding: template.templateJSON, as: UTF8.self),
+                    parameters: ["newVMName": template.vmName, "labName": factory.id.name, "size": template.vmSize ?? settings.vmSize,
+                                 "userName": "imagefactory"],
+                    artifacts: template.factoryArtifacts,
+                    tags: [FactoryTag.imagePath: template.path, FactoryTag.commit: configuration.commit ?? "worktree", FactoryTag.templateSha: template.blobSha],
+                    deploymentName: "\(deploymentPrefix)\(template.vmName.lowercased())-\(template.blobSha.prefix(8))")
+                actions.append(PlanAction(id: buildID, stage: .build, operation: .buildVM(deployment), reason: reason, dependsOn: dependsOn))
+                actions.append(PlanAction(id: captureID, stage: .snap, operation: capture(adopted: false),
                                           reason: "capture the new VM as a \(template.osState.rawValue) VHD", dependsOn: [buildID]))
             }
             builtVMs[vmKey] = captureID
-            latest[template.path] = Latest(imageName: imageName, captureAction: captureID, timestamp: options.now)
+            latest[template.path] = Latest(imageName: imageName, captureAction: captureID, timestamp: options.now, osType: template.osType,
+                                           generalized: template.osState == .generalized, description: template.description,
+                                           commit: configuration.commit, templateSha: template.blobSha, vhdFileName: imageName + ".vhd", md5: nil)
         }
 
         // Distribute: every lab gets the newest image of every path it subscribes to.
@@ -127,7 +152,7 @@ public enum FactoryPlanner {
             for path in target.images {
                 guard let newest = latest[path] else { continue }  // template failed to parse: reported by validation
                 let existing = imagesByName[newest.imageName.lowercased()]
-                var kind = ActionKind.distributeImage
+                var repair = false
                 var reason = "lab subscribes to \(path) and lacks \(newest.imageName)"
                 if let existing {
                     guard existing.tags[FactoryTag.imagePath] != nil else {
@@ -140,7 +165,7 @@ public enum FactoryPlanner {
                         if existing.provisioningState != "Succeeded" { temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd") }
                         continue
                     }
-                    kind = .repairImage
+                    repair = true
                     reason = "a failed copy of \(newest.imageName) is in the lab: delete and make it again"
                 } else if labInventory.blobs.contains(where: { $0.id.name == newest.imageName + ".vhd" }) {
                     reason = "a half-made copy of \(newest.imageName) is in the lab: copy again"
@@ -149,9 +174,17 @@ public enum FactoryPlanner {
                 temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd")
                 let id = "distribute/\(lab.id.name)/\(path)"
                 distributeActions["\(target.key)|\(path)"] = id
-                actions.append(PlanAction(id: id, stage: .distribute, kind: kind, lab: lab.id.name, labID: lab.id, imagePath: path,
-                                          imageName: newest.imageName, resource: "\(lab.storageAccount.name)/\(settings.container)/\(newest.imageName).vhd",
-                                          reason: reason, dependsOn: newest.captureAction.map { [$0] } ?? [], crossRegion: crossRegion))
+                var tags = [FactoryTag.imagePath: path]
+                if let commit = newest.commit { tags[FactoryTag.commit] = commit }
+                if let sha = newest.templateSha { tags[FactoryTag.templateSha] = sha }
+                let spec = DistributionSpec(
+                    image: CustomImageID(lab: lab.id, name: newest.imageName), imagePath: path,
+                    source: BlobID(container: factoryContainer, name: newest.vhdFileName),
+                    destination: BlobID(container: ContainerID(account: lab.storageAccount, name: settings.container), name: newest.imageName + ".vhd"),
+                    osType: newest.osType, generalized: newest.generalized, description: newest.description, tags: tags,
+                    expectedMD5: newest.md5, capture: newest.captureAction, crossRegion: crossRegion)
+                actions.append(PlanAction(id: id, stage: .distribute, operation: repair ? .repairImage(spec) : .distributeImage(spec),
+                                          reason: reason, dependsOn: newest.captureAction.map { [$0] } ?? []))
             }
         }
 
@@ -166,19 +199,21 @@ public enum FactoryPlanner {
                                               hint: "Look at the template's artifacts and the lab's deployment history; the next run builds it again."))
                 }
                 let reason = vm.provisioningState == "Failed" ? "factory VM failed to provision (\(vm.provisioningState))" : "factory VM is no longer needed once captured"
-                actions.append(PlanAction(id: "cleanup/vm/\(vm.id.name)", stage: .cleanup, kind: .deleteFactoryVM, lab: factory.id.name, labID: factory.id,
-                                          imagePath: vm.tags[FactoryTag.imagePath], vmName: vm.id.name, reason: reason,
+                actions.append(PlanAction(id: "cleanup/vm/\(vm.id.name)", stage: .cleanup,
+                                          operation: .deleteFactoryVM(FactoryVMSpec(vm: vm.id, imagePath: vm.tags[FactoryTag.imagePath])), reason: reason,
                                           dependsOn: builtVMs[key].map { [$0] } ?? []))
             } else {
-                actions.append(PlanAction(id: "cleanup/unknown/\(vm.id.name)", stage: .cleanup, kind: .reportUnknownVM, lab: factory.id.name, labID: factory.id,
-                                          vmName: vm.id.name, reason: "VM \(vm.id.name) in the factory lab is not recognized: add the FactoryIgnore tag to keep it, or delete it"))
+                // Not the factory's and not marked to keep: reported, left alone (a warning, never a failure).
+                diagnostics.append(.warning("VM \(vm.id.name) in the factory lab \(factory.id.name) is not recognized; it was left alone.",
+                                            hint: "Add the FactoryIgnore tag to keep it, or delete it."))
             }
         }
         for template in configuration.templates {
             let key = template.vmName.lowercased()
             guard let captureID = builtVMs[key], !adoptedVMs.contains(key) else { continue }
-            actions.append(PlanAction(id: "cleanup/vm/\(template.vmName)", stage: .cleanup, kind: .deleteFactoryVM, lab: factory.id.name, labID: factory.id,
-                                      imagePath: template.path, vmName: template.vmName, reason: "factory VM is no longer needed once captured",
+            actions.append(PlanAction(id: "cleanup/vm/\(template.vmName)", stage: .cleanup,
+                                      operation: .deleteFactoryVM(FactoryVMSpec(vm: VirtualMachineID(lab: factory.id, name: template.vmName), imagePath: template.path)),
+                                      reason: "factory VM is no longer needed once captured",
                                       dependsOn: [captureID]))
         }
         var recordFiles = Set(inventory.records.flatMap { [$0.vhdFileName, $0.imageName + ".json"] })
@@ -190,16 +225,16 @@ public enum FactoryPlanner {
             let name = blob.id.name
             if recordFiles.contains(name) || FactoryLockBlobs.all.contains(name) { continue }
             if name.lowercased().hasSuffix(".json") { continue }  // unreadable records are reported, never deleted
-            actions.append(PlanAction(id: "cleanup/blob/\(factory.storageAccount.name)/\(name)", stage: .cleanup, kind: .deleteTemporaryBlob,
-                                      lab: factory.id.name, labID: factory.id, resource: "\(factory.storageAccount.name)/\(settings.container)/\(name)",
-                                      reason: "VHD without a record: left by an interrupted capture"))
+            actions.append(PlanAction(id: "cleanup/blob/\(factory.storageAccount.name)/\(name)", stage: .cleanup,
+                                      operation: .deleteTemporaryBlob(BlobID(container: factoryContainer, name: name)),
+                                      reason: "VHD without a record: left by an interrupted capture", labHint: factory.id))
         }
         for labInventory in inventory.labs {
             guard let lab = labInventory.lab, lab.storageAccount.name.lowercased() != factory.storageAccount.name.lowercased() else { continue }
             for blob in labInventory.blobs where !temporaryInUse.contains("\(lab.storageAccount.name)/\(blob.id.name)") {
-                actions.append(PlanAction(id: "cleanup/blob/\(lab.storageAccount.name)/\(blob.id.name)", stage: .cleanup, kind: .deleteTemporaryBlob,
-                                          lab: lab.id.name, labID: lab.id, resource: "\(lab.storageAccount.name)/\(settings.container)/\(blob.id.name)",
-                                          reason: "temporary copy left by an interrupted distribution"))
+                actions.append(PlanAction(id: "cleanup/blob/\(lab.storageAccount.name)/\(blob.id.name)", stage: .cleanup,
+                                          operation: .deleteTemporaryBlob(BlobID(container: ContainerID(account: lab.storageAccount, name: settings.container), name: blob.id.name)),
+                                          reason: "temporary copy left by an interrupted distribution", labHint: lab.id))
             }
         }
         // A target lab's temporary container goes once this run's distributions to it are done.
@@ -209,10 +244,10 @@ public enum FactoryPlanner {
             guard let lab = labInventory.lab, lab.id.key != factory.id.key else { continue }
             let pending = distributionsByLab[lab.id.key] ?? []
             guard labInventory.hasTemporaryContainer || !pending.isEmpty else { continue }
-            actions.append(PlanAction(id: "cleanup/container/\(lab.storageAccount.name)", stage: .cleanup, kind: .deleteTemporaryContainer,
-                                      lab: lab.id.name, labID: lab.id, resource: "\(lab.storageAccount.name)/\(settings.container)/",
+            actions.append(PlanAction(id: "cleanup/container/\(lab.storageAccount.name)", stage: .cleanup,
+                                      operation: .deleteTemporaryContainer(ContainerID(account: lab.storageAccount, name: settings.container)),
                                       reason: pending.isEmpty ? "temporary container left by an earlier run" : "temporary container of this run's copies",
-                                      dependsOn: []))
+                                      labHint: lab.id))
         }
         let completed = inventory.deployments.filter { $0.provisioningState != "Running" && $0.name.lowercased().hasPrefix(deploymentPrefix) }
             .sorted { $0.timestamp < $1.timestamp }
@@ -222,23 +257,28 @@ public enum FactoryPlanner {
             for d in completed.prefix(excess) where !prune.contains(d) { prune.append(d) }
         }
         if !prune.isEmpty {
-            actions.append(PlanAction(id: "cleanup/deployments", stage: .cleanup, kind: .pruneDeployments, lab: factory.id.name, labID: factory.id,
-                                      resource: prune.map(\.name).joined(separator: "\n"),
-                                      reason: "\(prune.count) old factory deployment\(prune.count == 1 ? "" : "s") in \(factory.id.resourceGroup) (\(inventory.deployments.count) of Azure's 800)"))
+            actions.append(PlanAction(id: "cleanup/deployments", stage: .cleanup,
+                                      operation: .pruneDeployments(DeploymentPruneSpec(subscriptionId: factory.id.subscriptionId,
+                                                                                       resourceGroup: factory.id.resourceGroup, names: prune.map(\.name))),
+                                      reason: "\(prune.count) old factory deployment\(prune.count == 1 ? "" : "s") in \(factory.id.resourceGroup) (\(inventory.deployments.count) of Azure's 800)",
+                                      labHint: factory.id))
         }
 
         // Retire: records in the factory storage.
+        func retireRecord(_ record: VhdRecord, reason: String, dependsOn: [String] = []) -> PlanAction {
+            PlanAction(id: "retire/record/\(record.imageName)", stage: .retire,
+                       operation: .retireRecord(RecordRetirementSpec(imageName: record.imageName, imagePath: record.imagePath,
+                                                                     record: BlobID(container: factoryContainer, name: record.imageName + ".json"),
+                                                                     vhd: BlobID(container: factoryContainer, name: record.vhdFileName))),
+                       reason: reason, dependsOn: dependsOn, labHint: factory.id)
+        }
         for record in brokenRecords {
-            actions.append(PlanAction(id: "retire/record/\(record.imageName)", stage: .retire, kind: .retireRecord, lab: factory.id.name, labID: factory.id,
-                                      imagePath: record.imagePath, imageName: record.imageName, resource: record.vhdFileName,
-                                      reason: "the record's VHD is missing or incomplete"))
+            actions.append(retireRecord(record, reason: "the record's VHD is missing or incomplete"))
         }
         for (path, records) in recordsByPath.sorted(by: { $0.key < $1.key }) {
             if !existingTemplatePaths.contains(path) {
                 for r in records {
-                    actions.append(PlanAction(id: "retire/record/\(r.imageName)", stage: .retire, kind: .retireRecord, lab: factory.id.name, labID: factory.id,
-                                              imagePath: path, imageName: r.imageName, resource: r.vhdFileName,
-                                              reason: "template \(path) no longer exists at this commit"))
+                    actions.append(retireRecord(r, reason: "template \(path) no longer exists at this commit"))
                 }
                 continue
             }
@@ -247,10 +287,8 @@ public enum FactoryPlanner {
             let current = latest[path]?.imageName
             let keep = max(0, settings.imagesToSave - (current != nil ? 1 : 0))
             for r in records.filter({ $0.imageName != current }).dropFirst(keep) {
-                actions.append(PlanAction(id: "retire/record/\(r.imageName)", stage: .retire, kind: .retireRecord, lab: factory.id.name, labID: factory.id,
-                                          imagePath: path, imageName: r.imageName, resource: r.vhdFileName,
-                                          reason: "older than the newest \(settings.imagesToSave) of \(path)",
-                                          dependsOn: latest[path]?.captureAction.map { [$0] } ?? []))
+                actions.append(retireRecord(r, reason: "older than the newest \(settings.imagesToSave) of \(path)",
+                                            dependsOn: latest[path]?.captureAction.map { [$0] } ?? []))
             }
         }
         // Retire: custom images in the factory lab and every target lab (only ImagePath-tagged ones).
@@ -281,8 +319,8 @@ public enum FactoryPlanner {
                 }
                 for image in victims {
                     let distribute = labKey.flatMap { distributeActions["\($0)|\(path)"] }
-                    actions.append(PlanAction(id: "retire/image/\(labID.name)/\(image.id.name)", stage: .retire, kind: .retireImage, lab: labID.name, labID: labID,
-                                              imagePath: path, imageName: image.id.name, reason: reason ?? "",
+                    actions.append(PlanAction(id: "retire/image/\(labID.name)/\(image.id.name)", stage: .retire,
+                                              operation: .retireImage(ImageRetirementSpec(image: image.id, imagePath: path)), reason: reason ?? "",
                                               dependsOn: distribute.map { [$0] } ?? []))
                 }
             }
@@ -299,7 +337,8 @@ public enum FactoryPlanner {
             diagnostics.append(.error("This run would delete \(deletions) images, more than --max-deletions \(settings.maxDeletions): no image will be deleted.",
                                       hint: "Check Labs.json and the templates (a removed folder retires every image under it); if the deletions are intended, raise --max-deletions."))
         }
-        var plan = Plan(commit: configuration.commit, inventoryFingerprint: inventory.fingerprint, createdAt: options.now, factoryLab: factory.id.name,
+        var plan = Plan(commit: configuration.commit, inventoryFingerprint: inventory.fingerprint, createdAt: options.now,
+                        factory: FactoryTarget(lab: factory.id, location: factory.location, container: factoryContainer),
                         settings: PlanSettings(maxConcurrentJobs: settings.maxConcurrentJobs, imagesToSave: settings.imagesToSave,
                                                maxDeletions: settings.maxDeletions, timeoutMinutes: settings.timeoutMinutes, force: options.force),
                         actions: actions, diagnostics: diagnostics)

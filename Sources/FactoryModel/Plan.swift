@@ -9,8 +9,9 @@ public enum Stage: String, Codable, Sendable, CaseIterable, Comparable {
     }
 }
 
-/// The closed set of things a run can do.
-public enum ActionKind: String, Codable, Sendable {
+/// The closed set of things a run can do: the names of `PlanOperation`'s cases, for
+/// reports, renderers and filters.
+public enum ActionKind: String, Codable, Sendable, CaseIterable {
     /// Deploy a factory VM from a template and wait until it is deallocated.
     case buildVM
     /// Delete a factory VM left from an earlier run with an older template, before rebuilding.
@@ -22,8 +23,6 @@ public enum ActionKind: String, Codable, Sendable {
     /// Delete a half-made copy (failed image) in a lab and make it again.
     case repairImage
     case deleteFactoryVM
-    /// A VM in the factory lab with neither ImagePath nor FactoryIgnore tag: reported, left alone.
-    case reportUnknownVM
     case deleteTemporaryBlob
     /// Delete a target lab's temporary container once distribution is done (the original did too).
     case deleteTemporaryContainer
@@ -34,51 +33,344 @@ public enum ActionKind: String, Codable, Sendable {
     case retireImage
 }
 
-/// One step of a plan, with the reason it is there.
-public struct PlanAction: Codable, Sendable, Equatable, Identifiable {
+/// Deploy a factory VM: the template as the commit holds it and every parameter but the VM's
+/// password, which is made at execution and never written into a plan.
+public struct BuildVMSpec: Codable, Sendable, Equatable {
+    public var vm: VirtualMachineID
+    public var imagePath: String
+    public var templateSha: String
+    public var osState: OSState
+    /// The ARM template's text, exactly as in the repository.
+    public var template: String
+    public var parameters: [String: String]
+    /// The artifacts to apply, in order (the template's plus the generalize artifact).
+    public var artifacts: [ArtifactReference]
+    /// The VM's tags; the executing run adds its run id.
+    public var tags: [String: String]
+    public var deploymentName: String
+
+    public init(vm: VirtualMachineID, imagePath: String, templateSha: String, osState: OSState, template: String, parameters: [String: String],
+                artifacts: [ArtifactReference], tags: [String: String], deploymentName: String) {
+        self.vm = vm
+        self.imagePath = imagePath
+        self.templateSha = templateSha
+        self.osState = osState
+        self.template = template
+        self.parameters = parameters
+        self.artifacts = artifacts
+        self.tags = tags
+        self.deploymentName = deploymentName
+    }
+}
+
+/// A factory VM an action deletes.
+public struct FactoryVMSpec: Codable, Sendable, Equatable {
+    public var vm: VirtualMachineID
+    /// The template path the VM was built from (its ImagePath tag), when it has one.
+    public var imagePath: String?
+
+    public init(vm: VirtualMachineID, imagePath: String?) {
+        self.vm = vm
+        self.imagePath = imagePath
+    }
+}
+
+/// Capture a deallocated factory VM as a VHD and write its record after it.
+public struct CaptureSpec: Codable, Sendable, Equatable {
+    public var vm: VirtualMachineID
+    public var imageName: String
+    public var imagePath: String
+    public var description: String
+    public var osType: OSType
+    public var osState: OSState
+    public var commit: String?
+    public var templateSha: String
+    /// Where the VHD goes, and its JSON record beside it (written last: its presence means the image is complete).
+    public var vhd: BlobID
+    public var record: BlobID
+    /// The VM was left by an earlier run: wait for its build to finish as a build would.
+    public var adopted: Bool
+
+    public init(vm: VirtualMachineID, imageName: String, imagePath: String, description: String, osType: OSType, osState: OSState,
+                commit: String?, templateSha: String, vhd: BlobID, record: BlobID, adopted: Bool) {
+        self.vm = vm
+        self.imageName = imageName
+        self.imagePath = imagePath
+        self.description = description
+        self.osType = osType
+        self.osState = osState
+        self.commit = commit
+        self.templateSha = templateSha
+        self.vhd = vhd
+        self.record = record
+        self.adopted = adopted
+    }
+}
+
+/// Copy a VHD into a lab's storage, check it, and make the lab's custom image from it.
+public struct DistributionSpec: Codable, Sendable, Equatable {
+    public var image: CustomImageID
+    public var imagePath: String
+    /// The VHD in the factory's storage.
+    public var source: BlobID
+    /// The temporary copy in the lab's storage; deleted once the image exists.
+    public var destination: BlobID
+    public var osType: OSType
+    public var generalized: Bool
+    public var description: String
+    /// The image's tags; the executing run adds its run id.
+    public var tags: [String: String]
+    /// The source's MD5 from its record, when the record exists at planning.
+    public var expectedMD5: String?
+    /// The capture in this plan whose record gives the MD5, when the image is made in this run.
+    public var capture: String?
+    public var crossRegion: Bool
+
+    public init(image: CustomImageID, imagePath: String, source: BlobID, destination: BlobID, osType: OSType, generalized: Bool,
+                description: String, tags: [String: String], expectedMD5: String?, capture: String?, crossRegion: Bool) {
+        self.image = image
+        self.imagePath = imagePath
+        self.source = source
+        self.destination = destination
+        self.osType = osType
+        self.generalized = generalized
+        self.description = description
+        self.tags = tags
+        self.expectedMD5 = expectedMD5
+        self.capture = capture
+        self.crossRegion = crossRegion
+    }
+}
+
+/// Delete completed factory deployments from a resource group's history (Azure keeps 800).
+public struct DeploymentPruneSpec: Codable, Sendable, Equatable {
+    public var subscriptionId: String
+    public var resourceGroup: String
+    public var names: [String]
+
+    public init(subscriptionId: String, resourceGroup: String, names: [String]) {
+        self.subscriptionId = subscriptionId
+        self.resourceGroup = resourceGroup
+        self.names = names
+    }
+}
+
+/// Delete a VHD record: its JSON first, so a crash in between leaves a VHD without a record
+/// (cleaned up as temporary), never a record without its VHD.
+public struct RecordRetirementSpec: Codable, Sendable, Equatable {
+    public var imageName: String
+    public var imagePath: String
+    public var record: BlobID
+    public var vhd: BlobID
+
+    public init(imageName: String, imagePath: String, record: BlobID, vhd: BlobID) {
+        self.imageName = imageName
+        self.imagePath = imagePath
+        self.record = record
+        self.vhd = vhd
+    }
+}
+
+/// Delete a lab's custom image, if it still carries the factory's ImagePath tag.
+public struct ImageRetirementSpec: Codable, Sendable, Equatable {
+    public var image: CustomImageID
+    public var imagePath: String
+
+    public init(image: CustomImageID, imagePath: String) {
+        self.image = image
+        self.imagePath = imagePath
+    }
+}
+
+/// What an action does, fully resolved: the executor needs nothing but this, a backend and a clock.
+public enum PlanOperation: Sendable, Equatable {
+    case buildVM(BuildVMSpec)
+    case replaceStaleVM(FactoryVMSpec)
+    case captureImage(CaptureSpec)
+    case distributeImage(DistributionSpec)
+    case repairImage(DistributionSpec)
+    case deleteFactoryVM(FactoryVMSpec)
+    case deleteTemporaryBlob(BlobID)
+    case deleteTemporaryContainer(ContainerID)
+    case pruneDeployments(DeploymentPruneSpec)
+    case retireRecord(RecordRetirementSpec)
+    case retireImage(ImageRetirementSpec)
+
+    public var kind: ActionKind {
+        switch self {
+        case .buildVM: .buildVM
+        case .replaceStaleVM: .replaceStaleVM
+        case .captureImage: .captureImage
+        case .distributeImage: .distributeImage
+        case .repairImage: .repairImage
+        case .deleteFactoryVM: .deleteFactoryVM
+        case .deleteTemporaryBlob: .deleteTemporaryBlob
+        case .deleteTemporaryContainer: .deleteTemporaryContainer
+        case .pruneDeployments: .pruneDeployments
+        case .retireRecord: .retireRecord
+        case .retireImage: .retireImage
+        }
+    }
+}
+
+/// One step of a plan: what it does, why, and what must succeed first.
+public struct PlanAction: Sendable, Equatable, Identifiable {
     public var id: String
     public var stage: Stage
-    public var kind: ActionKind
-    /// Lab name (target or factory lab), when the action is about one.
-    public var lab: String?
-    public var labID: LabID?
-    public var imagePath: String?
-    public var imageName: String?
-    public var vmName: String?
-    /// A blob or other resource the action touches.
-    public var resource: String?
+    public var operation: PlanOperation
     public var reason: String
+    /// Actions of this plan that must have succeeded in the same execution before this one starts.
     public var dependsOn: [String]
-    /// A distribution to a lab in another region than the factory.
-    public var crossRegion: Bool?
+    /// The lab a storage-only action is about (its storage account belongs to it), for reports.
+    public var labHint: LabID?
 
-    public init(id: String, stage: Stage, kind: ActionKind, lab: String? = nil, labID: LabID? = nil, imagePath: String? = nil,
-                imageName: String? = nil, vmName: String? = nil, resource: String? = nil, reason: String, dependsOn: [String] = [],
-                crossRegion: Bool? = nil) {
+    public init(id: String, stage: Stage, operation: PlanOperation, reason: String, dependsOn: [String] = [], labHint: LabID? = nil) {
         self.id = id
         self.stage = stage
-        self.kind = kind
-        self.lab = lab
-        self.labID = labID
-        self.imagePath = imagePath
-        self.imageName = imageName
-        self.vmName = vmName
-        self.resource = resource
+        self.operation = operation
         self.reason = reason
         self.dependsOn = dependsOn
-        self.crossRegion = crossRegion
+        self.labHint = labHint
+    }
+
+    public var kind: ActionKind { operation.kind }
+
+    /// The lab the action works in (a target lab, or the factory lab).
+    public var labID: LabID? {
+        switch operation {
+        case .buildVM(let s): s.vm.lab
+        case .replaceStaleVM(let s), .deleteFactoryVM(let s): s.vm.lab
+        case .captureImage(let s): s.vm.lab
+        case .distributeImage(let s), .repairImage(let s): s.image.lab
+        case .retireImage(let s): s.image.lab
+        case .deleteTemporaryBlob, .deleteTemporaryContainer, .pruneDeployments, .retireRecord: labHint
+        }
+    }
+
+    public var lab: String? { labID?.name }
+
+    public var imagePath: String? {
+        switch operation {
+        case .buildVM(let s): s.imagePath
+        case .replaceStaleVM(let s), .deleteFactoryVM(let s): s.imagePath
+        case .captureImage(let s): s.imagePath
+        case .distributeImage(let s), .repairImage(let s): s.imagePath
+        case .retireRecord(let s): s.imagePath
+        case .retireImage(let s): s.imagePath
+        case .deleteTemporaryBlob, .deleteTemporaryContainer, .pruneDeployments: nil
+        }
+    }
+
+    public var imageName: String? {
+        switch operation {
+        case .captureImage(let s): s.imageName
+        case .distributeImage(let s), .repairImage(let s): s.image.name
+        case .retireRecord(let s): s.imageName
+        case .retireImage(let s): s.image.name
+        default: nil
+        }
+    }
+
+    public var vmName: String? {
+        switch operation {
+        case .buildVM(let s): s.vm.name
+        case .replaceStaleVM(let s), .deleteFactoryVM(let s): s.vm.name
+        case .captureImage(let s): s.vm.name
+        default: nil
+        }
+    }
+
+    /// The blob or container the action touches, as `account/container/name`, for people.
+    public var resource: String? {
+        switch operation {
+        case .distributeImage(let s), .repairImage(let s): s.destination.description
+        case .deleteTemporaryBlob(let blob): blob.description
+        case .deleteTemporaryContainer(let container): container.description + "/"
+        case .retireRecord(let s): s.vhd.description
+        case .captureImage(let s): s.vhd.description
+        case .pruneDeployments(let s): s.names.joined(separator: ", ")
+        default: nil
+        }
+    }
+
+    /// A distribution to a lab in another region than the factory.
+    public var crossRegion: Bool? {
+        switch operation {
+        case .distributeImage(let s), .repairImage(let s): s.crossRegion
+        default: nil
+        }
     }
 
     /// Whether the action deletes an image (counted against --max-deletions).
     public var deletesImage: Bool { kind == .retireRecord || kind == .retireImage }
-    /// Whether the action changes anything (a report changes nothing).
-    public var isWrite: Bool { kind != .reportUnknownVM }
+}
+
+extension PlanAction: Codable {
+    private enum CodingKeys: String, CodingKey { case id, stage, kind, reason, dependsOn, lab, spec }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        stage = try c.decode(Stage.self, forKey: .stage)
+        reason = try c.decode(String.self, forKey: .reason)
+        dependsOn = try c.decodeIfPresent([String].self, forKey: .dependsOn) ?? []
+        labHint = try c.decodeIfPresent(LabID.self, forKey: .lab)
+        switch try c.decode(ActionKind.self, forKey: .kind) {
+        case .buildVM: operation = .buildVM(try c.decode(BuildVMSpec.self, forKey: .spec))
+        case .replaceStaleVM: operation = .replaceStaleVM(try c.decode(FactoryVMSpec.self, forKey: .spec))
+        case .captureImage: operation = .captureImage(try c.decode(CaptureSpec.self, forKey: .spec))
+        case .distributeImage: operation = .distributeImage(try c.decode(DistributionSpec.self, forKey: .spec))
+        case .repairImage: operation = .repairImage(try c.decode(DistributionSpec.self, forKey: .spec))
+        case .deleteFactoryVM: operation = .deleteFactoryVM(try c.decode(FactoryVMSpec.self, forKey: .spec))
+        case .deleteTemporaryBlob: operation = .deleteTemporaryBlob(try c.decode(BlobID.self, forKey: .spec))
+        case .deleteTemporaryContainer: operation = .deleteTemporaryContainer(try c.decode(ContainerID.self, forKey: .spec))
+        case .pruneDeployments: operation = .pruneDeployments(try c.decode(DeploymentPruneSpec.self, forKey: .spec))
+        case .retireRecord: operation = .retireRecord(try c.decode(RecordRetirementSpec.self, forKey: .spec))
+        case .retireImage: operation = .retireImage(try c.decode(ImageRetirementSpec.self, forKey: .spec))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(stage, forKey: .stage)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(reason, forKey: .reason)
+        try c.encode(dependsOn, forKey: .dependsOn)
+        try c.encodeIfPresent(labHint, forKey: .lab)
+        switch operation {
+        case .buildVM(let s): try c.encode(s, forKey: .spec)
+        case .replaceStaleVM(let s), .deleteFactoryVM(let s): try c.encode(s, forKey: .spec)
+        case .captureImage(let s): try c.encode(s, forKey: .spec)
+        case .distributeImage(let s), .repairImage(let s): try c.encode(s, forKey: .spec)
+        case .deleteTemporaryBlob(let s): try c.encode(s, forKey: .spec)
+        case .deleteTemporaryContainer(let s): try c.encode(s, forKey: .spec)
+        case .pruneDeployments(let s): try c.encode(s, forKey: .spec)
+        case .retireRecord(let s): try c.encode(s, forKey: .spec)
+        case .retireImage(let s): try c.encode(s, forKey: .spec)
+        }
+    }
+}
+
+/// The factory lab and where its VHDs, records and lock live, as planning found them.
+public struct FactoryTarget: Codable, Sendable, Equatable {
+    public var lab: LabID
+    public var location: String
+    /// The factory's container: VHDs, their records, and the lock blob.
+    public var container: ContainerID
+
+    public init(lab: LabID, location: String, container: ContainerID) {
+        self.lab = lab
+        self.location = location
+        self.container = container
+    }
 }
 
 /// What a run would do: plain, versioned data computed from the configuration at a commit and
 /// the inventory observed in the cloud. Printing, saving and diffing a plan need no backend.
 public struct Plan: Codable, Sendable, Equatable {
-    public static let currentFormatVersion = 1
+    /// 2: actions carry fully resolved operations, the factory target is in the plan.
+    public static let currentFormatVersion = 2
 
     public var formatVersion: Int
     public var commit: String?
@@ -86,6 +378,8 @@ public struct Plan: Codable, Sendable, Equatable {
     public var inventoryFingerprint: String
     public var createdAt: Date
     public var factoryLab: String
+    /// The factory lab and its container (where the lock is taken).
+    public var factory: FactoryTarget
     public var settings: PlanSettings
     public var actions: [PlanAction]
     /// Problems found while planning (e.g. a lab that does not exist, too many deletions).
@@ -93,13 +387,14 @@ public struct Plan: Codable, Sendable, Equatable {
     /// Digest of the configuration files the plan was made from (absent in plans of older versions).
     public var configurationDigest: String?
 
-    public init(commit: String?, inventoryFingerprint: String, createdAt: Date, factoryLab: String, settings: PlanSettings,
+    public init(commit: String?, inventoryFingerprint: String, createdAt: Date, factory: FactoryTarget, settings: PlanSettings,
                 actions: [PlanAction], diagnostics: [Diagnostic]) {
         self.formatVersion = Plan.currentFormatVersion
         self.commit = commit
         self.inventoryFingerprint = inventoryFingerprint
         self.createdAt = createdAt
-        self.factoryLab = factoryLab
+        self.factoryLab = factory.lab.name
+        self.factory = factory
         self.settings = settings
         self.actions = actions
         self.diagnostics = diagnostics
@@ -107,12 +402,17 @@ public struct Plan: Codable, Sendable, Equatable {
 
     public func actions(in stage: Stage) -> [PlanAction] { actions.filter { $0.stage == stage } }
     public var deletionCount: Int { actions.filter(\.deletesImage).count }
-    public var hasWrites: Bool { actions.contains(where: \.isWrite) }
+    /// Every action changes something; a plan without actions changes nothing.
+    public var hasWrites: Bool { !actions.isEmpty }
 
     public static func decode(_ data: Data) throws -> Plan {
         struct Version: Decodable { var formatVersion: Int? }
         let version = try JSONDecoder().decode(Version.self, from: data).formatVersion ?? 0
         guard version >= 1 else { throw FactoryError.invalidInput("This file is not an imagefactory plan (no formatVersion).") }
+        guard version >= currentFormatVersion else {
+            throw FactoryError.invalidInput("The plan has format version \(version), made by an older imagefactory whose actions this version does not execute.",
+                                            hint: "Make a new plan with `imagefactory plan --out FILE`.")
+        }
         guard version <= currentFormatVersion else {
             throw FactoryError.invalidInput("The plan has format version \(version), newer than this imagefactory understands (\(currentFormatVersion)).",
                                             hint: "Apply it with the imagefactory version that made it, or make a new plan.")

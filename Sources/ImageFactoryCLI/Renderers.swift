@@ -44,8 +44,11 @@ enum SummaryRenderer {
         for r in summary.results where r.outcome == .skipped {
             Console.out("  skipped \(r.action.id): \(r.message ?? "")")
         }
-        let errors = summary.diagnostics.errors
-        if !errors.isEmpty { DiagnosticRenderer.printText(errors, to: Console.out) }
-        Console.out(summary.succeeded ? "Result: success" : "Result: FAILED (exit 1)")
+        // Errors and warnings (a VM the factory does not know, an unreadable record): reported, never hidden.
+        let issues = summary.diagnostics.errors + summary.diagnostics.warnings
+        if !issues.isEmpty { DiagnosticRenderer.printText(issues, to: Console.out) }
+        let warnings = summary.diagnostics.warnings.count
+        let withWarnings = warnings == 0 ? "" : " (\(warnings) warning\(warnings == 1 ? "" : "s"))"
+        Console.out(summary.succeeded ? "Result: success\(withWarnings)" : "Result: FAILED (exit 1)")
     }
 }

@@ -136,6 +136,11 @@ final class RunConsole: @unchecked Sendable {
             if ci == .github { out("::endgroup::") }
         case .note(let text):
             if !options.quiet { line(text) }
+        case .planRevised(let plan):
+            for stage in Stage.allCases { totals[stage] = plan.actions(in: stage).count }
+            if !options.quiet {
+                line("The cloud changed since planning: the plan was made again under the lock (\(plan.actions.count) action\(plan.actions.count == 1 ? "" : "s")).")
+            }
         }
     }
 
@@ -153,6 +158,7 @@ final class RunConsole: @unchecked Sendable {
         case .stageFinished(let stage, let ok, let failed, let skipped):
             logger.info("stage finished", metadata: ["stage": "\(stage.rawValue)", "succeeded": "\(ok)", "failed": "\(failed)", "skipped": "\(skipped)"])
         case .note(let text): logger.info("\(text)")
+        case .planRevised(let plan): logger.info("plan revised under the lock", metadata: ["actions": "\(plan.actions.count)"])
         }
     }
 

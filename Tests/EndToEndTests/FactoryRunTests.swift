@@ -235,8 +235,9 @@ struct FactoryRunTests {
             #expect(try ImageFactory.run(["local", "add-vm", "--repo", repo.path, "--lab", "ImageFactory", "--name", "keeper01", "--tag", "FactoryIgnore=true"], environment: env).status == 0)
             #expect(try ImageFactory.run(["local", "add-image", "--repo", repo.path, "--lab", "QALab", "--name", "handmade", "--tag", "owner=qa"], environment: env).status == 0)
             let run = try ImageFactory.run(["run", "--repo", repo.path], environment: env)
-            #expect(run.status == 1, "an unrecognized VM is an error: \(run)")
-            #expect(run.stdout.contains("stray01"), "\(run.stdout)")
+            // An unrecognized VM is reported and left alone: a warning that fails nothing.
+            #expect(run.status == 0, "\(run)")
+            #expect((run.stdout + run.stderr).contains("stray01"), "\(run.stdout)")
             let show = try Self.show(repo)
             let factory = try #require(show.labs.first { $0.name == "ImageFactory" })
             #expect(Set(factory.vms.map(\.name)) == ["stray01", "keeper01"])
@@ -254,7 +255,7 @@ struct FactoryRunTests {
             let plan = try ImageFactory.run(["plan", "--repo", repo.path, "--out", planFile], environment: env)
             #expect(plan.status == 0, "\(plan)")
             let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: planFile))) as? [String: Any]
-            #expect(saved?["formatVersion"] as? Int == 1)
+            #expect(saved?["formatVersion"] as? Int == 2)
             #expect((saved?["actions"] as? [Any])?.count == 38)
             // Someone changes a lab after the plan was made.
             #expect(try ImageFactory.run(["local", "add-image", "--repo", repo.path, "--lab", "QALab", "--name", "handmade"], environment: env).status == 0)

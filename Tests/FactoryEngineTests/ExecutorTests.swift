@@ -302,8 +302,7 @@ struct ExecutorTests {
         let inventory = try await failing.runner().inventory()
         let plan = FactoryPlanner.plan(failing.configuration, inventory: inventory)
         let quickRetry = RetryPolicy(maxAttempts: 2, baseDelay: 0.01, maxDelay: 0.02, defaultPollInterval: 0.05, maxPollInterval: 0.1)
-        let executor = FactoryExecutor(client: CloudClient(backend: failing.cloud, retry: quickRetry), configuration: failing.configuration,
-                                       inventory: inventory, options: ExecutionOptions(runID: "run-f", timeoutSeconds: 30, maxConcurrentJobs: 4))
+        let executor = FactoryExecutor(client: CloudClient(backend: failing.cloud, retry: quickRetry), options: ExecutionOptions(runID: "run-f"))
         let result = try await executor.execute(plan)
         #expect(result.result("build/replace/\(template.vmName)")?.outcome == .failed)
         let build = try #require(result.result("build/Windows/Datacenter.json"))

@@ -68,9 +68,7 @@ struct PlanDataTests {
         let (configuration, inventory) = try Self.busyFactory()
         let plan = Self.plan(configuration, inventory)
         let kinds = Set(plan.actions.map(\.kind))
-        let all: Set<ActionKind> = [.buildVM, .replaceStaleVM, .captureImage, .distributeImage, .repairImage, .deleteFactoryVM,
-                                    .reportUnknownVM, .deleteTemporaryBlob, .deleteTemporaryContainer, .pruneDeployments, .retireRecord, .retireImage]
-        #expect(kinds == all)
+        #expect(kinds == Set(ActionKind.allCases))
         #expect(plan.diagnostics.errors.contains { $0.message.contains("GhostLab") })
         #expect(plan.actions.contains { $0.crossRegion == true })
     }
@@ -125,6 +123,22 @@ struct PlanDataTests {
         #expect(dependencies >= 10)
     }
 
+    @Test("a plan of an older format is refused with a message, and a hand-edited one missing a payload is an input error, never a crash")
+    func olderAndBrokenPlans() throws {
+        let old = Data(#"{"formatVersion": 1, "actions": [{"id": "cleanup/vm/x", "kind": "deleteFactoryVM", "stage": "cleanup"}]}"#.utf8)
+        let error = try #require(throws: FactoryError.self) { try Plan.decode(old) }
+        #expect(error.description.contains("older imagefactory"), "\(error.description)")
+        #expect(error.exitCode == .invalidInput)
+
+        let (configuration, inventory) = try Self.busyFactory()
+        var object = try #require(try JSONSerialization.jsonObject(with: Self.plan(configuration, inventory).encoded()) as? [String: Any])
+        var actions = try #require(object["actions"] as? [[String: Any]])
+        actions[0]["spec"] = nil
+        object["actions"] = actions
+        let edited = try JSONSerialization.data(withJSONObject: object)
+        #expect(throws: DecodingError.self) { try Plan.decode(edited) }
+    }
+
     @Test("a plan round-trips through its JSON form")
     func jsonRoundTrip() throws {
         let (configuration, inventory) = try Self.busyFactory()
@@ -135,7 +149,7 @@ struct PlanDataTests {
         #expect(decoded.formatVersion == Plan.currentFormatVersion)
         #expect(try decoded.encoded() == data)
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(object["formatVersion"] as? Int == 1)
+        #expect(object["formatVersion"] as? Int == 2)
         #expect(object["inventoryFingerprint"] as? String == inventory.fingerprint)
         #expect(object["commit"] as? String == configuration.commit)
     }

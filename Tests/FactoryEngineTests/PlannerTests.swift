@@ -300,15 +300,16 @@ struct PlannerTests {
         let plan = Self.plan(configuration, inventory)
 
         #expect(!plan.actions.contains { $0.vmName == "Keeper" })
-        let unknown = try #require(plan.action("cleanup/unknown/Mystery"))
-        #expect(unknown.kind == .reportUnknownVM)
-        #expect(!unknown.isWrite)
-        #expect(unknown.reason.contains("FactoryIgnore"))
+        // A VM the factory does not know is a warning, never an action: it is left alone and fails nothing.
+        #expect(!plan.actions.contains { $0.vmName == "Mystery" })
+        let unknown = try #require(plan.diagnostics.first { $0.message.contains("Mystery") })
+        #expect(unknown.severity == .warning)
+        #expect(unknown.hint?.contains("FactoryIgnore") == true)
         let broken = try #require(plan.action("cleanup/vm/Broken"))
         #expect(broken.kind == .deleteFactoryVM)
         #expect(broken.reason.contains("failed to provision"))
         #expect(plan.action("cleanup/vm/Leftover")?.kind == .deleteFactoryVM)
-        #expect(plan.actions.count == 3)
+        #expect(plan.actions.count == 2)
     }
 
     // MARK: Retirement
@@ -439,7 +440,8 @@ struct PlannerTests {
             "retireRecord ImageFactory Win2016_Old-Oct-8-2026",
         ])
         #expect(plan.actions.allSatisfy { $0.reason.contains("no longer exists") && $0.imagePath == "Win2016/Old.json" })
-        #expect(plan.actions(.retireRecord).compactMap(\.resource).sorted() == ["Win2016_Old-Oct-1-2026.vhd", "Win2016_Old-Oct-8-2026.vhd"])
+        #expect(plan.actions(.retireRecord).compactMap(\.resource).sorted() == ["afactorystorage/imagefactoryvhds/Win2016_Old-Oct-1-2026.vhd",
+                                                                                 "afactorystorage/imagefactoryvhds/Win2016_Old-Oct-8-2026.vhd"])
         #expect(plan.action("retire/image/ImageFactory/Win2016_Old-Oct-8-2026")?.labID == inventory.factory.id)
     }
 

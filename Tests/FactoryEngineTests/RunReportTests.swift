@@ -17,14 +17,27 @@ struct RunReportTests {
         func result(_ action: PlanAction, _ outcome: ActionResult.Outcome, _ seconds: Double, _ message: String? = nil) -> ActionResult {
             ActionResult(action: action, outcome: outcome, message: message, start: start, end: start.addingTimeInterval(seconds))
         }
-        let build = PlanAction(id: "build/Linux/Ubuntu.json", stage: .build, kind: .buildVM, lab: "ImageFactory", imagePath: "Linux/Ubuntu.json",
-                               imageName: "Linux_Ubuntu-Nov-22-2026", vmName: "Ubuntu", reason: "new template: no image yet")
-        let snap = PlanAction(id: "snap/Linux/Ubuntu.json", stage: .snap, kind: .captureImage, lab: "ImageFactory", imagePath: "Linux/Ubuntu.json",
-                              imageName: "Linux_Ubuntu-Nov-22-2026", reason: "capture", dependsOn: [build.id])
-        let ok = PlanAction(id: "distribute/DevLab/Windows/Server.json", stage: .distribute, kind: .distributeImage, lab: "DevLab",
-                            imagePath: "Windows/Server.json", imageName: "Windows_Server-Nov-21-2026", reason: "lab lacks it")
-        let bad = PlanAction(id: "distribute/QALab/Windows/Server.json", stage: .distribute, kind: .distributeImage, lab: "QALab", labID: lab,
-                             imagePath: "Windows/Server.json", imageName: "Windows_Server-Nov-21-2026", reason: "lab lacks it", crossRegion: true)
+        let factory = LabID(subscriptionId: "s1", resourceGroup: "rg", name: "ImageFactory")
+        let devLab = LabID(subscriptionId: "s1", resourceGroup: "rg", name: "DevLab")
+        let container = ContainerID(account: StorageAccountID(subscriptionId: "s1", resourceGroup: "rg", name: "afactory"), name: "imagefactoryvhds")
+        let vm = VirtualMachineID(lab: factory, name: "Ubuntu")
+        let build = PlanAction(id: "build/Linux/Ubuntu.json", stage: .build, operation: .buildVM(BuildVMSpec(
+            vm: vm, imagePath: "Linux/Ubuntu.json", templateSha: "abc", osState: .generalized, template: "{}", parameters: [:], artifacts: [],
+            tags: [:], deploymentName: "imagefactory-ubuntu")), reason: "new template: no image yet")
+        let snap = PlanAction(id: "snap/Linux/Ubuntu.json", stage: .snap, operation: .captureImage(CaptureSpec(
+            vm: vm, imageName: "Linux_Ubuntu-Nov-22-2026", imagePath: "Linux/Ubuntu.json", description: "", osType: .linux, osState: .generalized,
+            commit: nil, templateSha: "abc", vhd: BlobID(container: container, name: "Linux_Ubuntu-Nov-22-2026.vhd"),
+            record: BlobID(container: container, name: "Linux_Ubuntu-Nov-22-2026.json"), adopted: false)), reason: "capture", dependsOn: [build.id])
+        func distribution(_ lab: LabID, crossRegion: Bool) -> PlanOperation {
+            .distributeImage(DistributionSpec(
+                image: CustomImageID(lab: lab, name: "Windows_Server-Nov-21-2026"), imagePath: "Windows/Server.json",
+                source: BlobID(container: container, name: "Windows_Server-Nov-21-2026.vhd"),
+                destination: BlobID(container: ContainerID(account: StorageAccountID(subscriptionId: "s1", resourceGroup: "rg", name: "a" + lab.name.lowercased()),
+                                                           name: "imagefactoryvhds"), name: "Windows_Server-Nov-21-2026.vhd"),
+                osType: .windows, generalized: true, description: "", tags: [:], expectedMD5: nil, capture: nil, crossRegion: crossRegion))
+        }
+        let ok = PlanAction(id: "distribute/DevLab/Windows/Server.json", stage: .distribute, operation: distribution(devLab, crossRegion: false), reason: "lab lacks it")
+        let bad = PlanAction(id: "distribute/QALab/Windows/Server.json", stage: .distribute, operation: distribution(lab, crossRegion: true), reason: "lab lacks it")
         var results = [
             result(ok, .succeeded, 12.5),
             result(bad, .failed, 3.25, "CopyFailed: Copy of Windows_Server-Nov-21-2026 to QALab ended failed: 500 InternalError <part-way> & \"quoted\""),
