@@ -8,6 +8,12 @@ enum BackendKind: String, ExpressibleByArgument, CaseIterable {
     case azure
 }
 
+/// A backend opened for one command, and what the command should tell people about it.
+struct OpenedBackend {
+    var backend: any CloudBackend
+    var notes: [String]
+}
+
 /// Which cloud a command talks to. The embedded local cloud is the default.
 struct BackendOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The backend: local (the embedded local cloud) or azure.", valueName: "kind"))
@@ -37,10 +43,21 @@ struct BackendOptions: ParsableArguments {
         }
     }
 
-    func openBackend(repositoryPath: String) throws -> any CloudBackend {
+    /// Opens the backend for a command. `writes` says whether the command may change the cloud:
+    /// one that may not gets a `PreviewBackend` that refuses every write; on the local cloud, one
+    /// that may first creates the labs the configuration names (so a fresh clone needs no set-up
+    /// step), while one that may not plans as if they existed, and says so in `notes`.
+    func openBackend(repositoryPath: String, configuration: FactoryConfiguration, writes: Bool) async throws -> OpenedBackend {
         switch backend {
         case .local:
-            return try openLocalCloud(repositoryPath: repositoryPath)
+            let cloud = try openLocalCloud(repositoryPath: repositoryPath)
+            if writes {
+                _ = try await LocalCloudBootstrap.ensure(cloud: cloud, configuration: configuration)
+                return OpenedBackend(backend: cloud, notes: [])
+            }
+            let missing = try await LocalCloudBootstrap.missingLabs(cloud: cloud, configuration: configuration)
+            let notes = missing.map { "The local cloud has no lab \($0.id.name) yet: a run creates it (or `imagefactory local init`); planned as empty." }
+            return OpenedBackend(backend: PreviewBackend(base: cloud, assumedLabs: missing), notes: notes)
         case .azure:
             throw FactoryError(.backendUnavailable, "The Azure backend is not available in this build yet.",
                                hint: "Use --backend local (the default) to run the factory on the embedded local cloud.")

@@ -16,18 +16,18 @@ struct FactoryContext {
     var runner: FactoryRunner
     var backend: any CloudBackend
 
-    static func make(repository: RepositoryOptions, settings: SettingsOptions, backendOptions: BackendOptions) async throws -> FactoryContext {
+    /// `writes`: whether the command may change the cloud. Commands documented as read-only pass
+    /// false and get a backend that refuses every write.
+    static func make(repository: RepositoryOptions, settings: SettingsOptions, backendOptions: BackendOptions, writes: Bool) async throws -> FactoryContext {
         let repositoryPath = try repository.repositoryPath()
         let snapshot = try repository.source().load()
         let configuration = ConfigurationLoader.load(snapshot, settingsLayers: settings.layers())
         guard configuration.isValid else {
             throw FactoryError(.invalidInput, configuration.diagnostics.filter { $0.severity == .error })
         }
-        let backend = try backendOptions.openBackend(repositoryPath: repositoryPath)
-        if let cloud = backend as? LocalCloud {
-            // A fresh clone works with no set-up step: the local cloud creates the labs on first use.
-            _ = try await LocalCloudBootstrap.ensure(cloud: cloud, configuration: configuration)
-        }
+        let opened = try await backendOptions.openBackend(repositoryPath: repositoryPath, configuration: configuration, writes: writes)
+        for note in opened.notes { Console.err(note) }
+        let backend = opened.backend
         let lockSeconds = Double(ProcessInfo.processInfo.environment["IMAGEFACTORY_LOCK_SECONDS"] ?? "") ?? 60
         return FactoryContext(configuration: configuration,
                               runner: FactoryRunner(backend: backend, configuration: configuration, lockSeconds: lockSeconds),
@@ -43,8 +43,8 @@ struct FactoryOptions: ParsableArguments {
     @OptionGroup var backend: BackendOptions
     @OptionGroup var output: OutputOptions
 
-    func context() async throws -> FactoryContext {
-        try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend)
+    func context(writes: Bool) async throws -> FactoryContext {
+        try await FactoryContext.make(repository: repository, settings: settings, backendOptions: backend, writes: writes)
     }
 }
 
@@ -60,7 +60,7 @@ struct PlanCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let context = try await factory.context()
+            let context = try await factory.context(writes: false)
             let (plan, _) = try await context.runner.plan(force: runOptions.force)
             if let out { try plan.encoded().write(to: URL(fileURLWithPath: out)) }
             if factory.output.json { Console.out(String(decoding: try plan.encoded(), as: UTF8.self)) } else { PlanRenderer.print(plan) }
@@ -153,7 +153,7 @@ enum FactoryRun {
         let console: RunConsole
         let startedAt = Date()
         do {
-            let context = try await factory.context()
+            let context = try await factory.context(writes: !dryRun)
             let plan: Plan
             if let planFile {
                 let data: Data
@@ -237,7 +237,7 @@ struct ImagesCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let context = try await factory.context()
+            let context = try await factory.context(writes: false)
             let inventory = try await context.runner.inventory()
             if let lab {
                 let images: [CustomImage]
@@ -278,7 +278,7 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let context = try await factory.context()
+            let context = try await factory.context(writes: false)
             let inventory = try await context.runner.inventory()
             let page = CatalogRenderer.html(context.configuration, inventory: inventory, generatedAt: Date())
             let url = URL(fileURLWithPath: html)

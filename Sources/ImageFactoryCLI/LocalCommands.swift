@@ -1,4 +1,5 @@
 import ArgumentParser
+import FactoryEngine
 import FactoryModel
 import Foundation
 import LocalCloud
@@ -39,21 +40,41 @@ enum LocalCloudBootstrap {
         LabID(subscriptionId: lab.subscriptionId, resourceGroup: lab.resourceGroup ?? "\(lab.labName)-rg", name: lab.labName)
     }
 
+    /// The labs a configuration needs: the factory lab first, then every lab of Labs.json.
+    static func wantedLabs(_ configuration: FactoryConfiguration) -> [(id: LabID, location: String, line: Int?)] {
+        let settings = configuration.settings
+        var wanted: [(id: LabID, location: String, line: Int?)] = [(factoryLabID(settings), settings.location, nil)]
+        for lab in configuration.labs { wanted.append((labID(for: lab), lab.location ?? settings.location, lab.line)) }
+        return wanted
+    }
+
+    /// The labs `ensure` would create, as they will be once made (reads only): a command that
+    /// changes nothing plans as if they existed, empty.
+    static func missingLabs(cloud: LocalCloud, configuration: FactoryConfiguration) async throws -> [Lab] {
+        let client = CloudClient(backend: cloud)
+        let existing = Set(try await client.call { try await cloud.allLabs() }.map(\.id.key))
+        var seen = Set<String>()
+        return wantedLabs(configuration).compactMap { wanted in
+            guard !existing.contains(wanted.id.key), seen.insert(wanted.id.key).inserted else { return nil }
+            return Lab(id: wanted.id, location: Location.normalize(wanted.location),
+                       storageAccount: StorageAccountID(subscriptionId: wanted.id.subscriptionId, resourceGroup: wanted.id.resourceGroup,
+                                                        name: LocalCloud.storageAccountName(for: wanted.id)))
+        }
+    }
+
     /// Creates the factory lab, its container and the labs of Labs.json where missing; returns one
     /// line per resource created (empty when everything existed). Labs the cloud refuses (a name
     /// Azure would not take) are reported together, with their Labs.json lines, after the others are made.
+    /// Every call goes through the one client, so transient faults and throttling are retried.
     static func ensure(cloud: LocalCloud, configuration: FactoryConfiguration) async throws -> [String] {
         let settings = configuration.settings
-        var wanted: [(id: LabID, location: String, line: Int?)] = [(factoryLabID(settings), settings.location, nil)]
-        for lab in configuration.labs {
-            wanted.append((labID(for: lab), lab.location ?? settings.location, lab.line))
-        }
-        var existing = Dictionary(try await cloud.allLabs().map { ($0.id.key, $0) }, uniquingKeysWith: { first, _ in first })
+        let client = CloudClient(backend: cloud)
+        var existing = Dictionary(try await client.call { try await cloud.allLabs() }.map { ($0.id.key, $0) }, uniquingKeysWith: { first, _ in first })
         var created: [String] = []
         var refused: [Diagnostic] = []
-        for (id, location, line) in wanted where existing[id.key] == nil {
+        for (id, location, line) in wantedLabs(configuration) where existing[id.key] == nil {
             do {
-                let lab = try await retryingThrottled { try await cloud.createLab(id, location: location) }
+                let lab = try await client.call { try await cloud.createLab(id, location: location) }
                 existing[id.key] = lab
                 created.append("lab \(lab.id.name) (subscription \(lab.id.subscriptionId), resource group \(lab.id.resourceGroup), \(lab.location), storage account \(lab.storageAccount.name))")
             } catch let error as CloudError where error.status == 400 {
@@ -65,29 +86,16 @@ enum LocalCloudBootstrap {
         if !refused.isEmpty { throw FactoryError(.invalidInput, refused) }
         guard let factory = existing[factoryLabID(settings).key] else { return created }
         let container = ContainerID(account: factory.storageAccount, name: settings.container)
-        let containers = try await cloud.listContainers(account: factory.storageAccount)
+        let containers = try await client.call { try await cloud.listContainers(account: factory.storageAccount) }
         if !containers.contains(container.name) {
             do {
-                try await cloud.createContainer(container)
+                try await client.call { try await cloud.createContainer(container) }
                 created.append("container \(container) in the factory lab's storage account")
             } catch let error as CloudError where error.code == "ContainerAlreadyExists" {
-                // Another process made it between the list and the create: what we wanted.
+                // Another process made it between the list and the create (or our own retried request did): what we wanted.
             }
         }
         return created
-    }
-
-    /// Runs a write, waiting out ARM-style throttling (429 with Retry-After) as a client must.
-    static func retryingThrottled<T: Sendable>(attempts: Int = 100, _ body: () async throws -> T) async throws -> T {
-        var attempt = 1
-        while true {
-            do {
-                return try await body()
-            } catch let error as CloudError where error.status == 429 && attempt < attempts {
-                attempt += 1
-                try await Task.sleep(for: .seconds(max(0.05, error.retryAfter ?? 1)))
-            }
-        }
     }
 }
 
@@ -147,20 +155,15 @@ private struct LocalSession {
         return try await cloud.getLab(id)
     }
 
+    /// The one client: retries, throttling and polling for the local commands too.
+    var client: CloudClient { CloudClient(backend: cloud) }
+
     /// Polls a long-running operation until it ends, within the factory's operation time limit.
     func wait(_ handle: OperationHandle, what: String) async throws {
-        let deadline = Date().addingTimeInterval(Double(configuration.settings.timeoutMinutes) * 60)
-        var delay = handle.retryAfter
-        while true {
-            guard Date() < deadline else {
-                throw FactoryError(.workFailed, "\(what) did not finish within \(configuration.settings.timeoutMinutes) minutes.")
-            }
-            if delay > 0 { try await Task.sleep(for: .seconds(min(delay, 5))) }
-            switch try await cloud.pollOperation(handle) {
-            case .succeeded: return
-            case .failed(let error): throw error
-            case .inProgress(let retryAfter): delay = retryAfter
-            }
+        do {
+            try await client.wait(for: handle, timeout: Double(configuration.settings.timeoutMinutes) * 60)
+        } catch let error as CloudError where error.code == "OperationTimedOut" {
+            throw FactoryError(.workFailed, "\(what) did not finish within \(configuration.settings.timeoutMinutes) minutes.")
         }
     }
 }
@@ -545,7 +548,7 @@ struct LocalAddVMCommand: AsyncParsableCommand {
                 parameters: ["newVMName": name, "labName": lab.id.name], artifacts: [], tags: tags, deploymentName: "manual-\(name)")
             let handle: OperationHandle
             do {
-                handle = try await LocalCloudBootstrap.retryingThrottled { try await session.cloud.deployVirtualMachine(request) }
+                handle = try await session.client.call { try await session.cloud.deployVirtualMachine(request) }
             } catch {
                 throw inputError(error, hint: "Choose another --name; `imagefactory local show` lists the lab's VMs.")
             }
@@ -610,7 +613,7 @@ struct LocalAddImageCommand: AsyncParsableCommand {
             do {
                 let handle: OperationHandle
                 do {
-                    handle = try await LocalCloudBootstrap.retryingThrottled { try await cloud.createCustomImage(request) }
+                    handle = try await session.client.call { try await cloud.createCustomImage(request) }
                 } catch {
                     throw inputError(error, hint: "Choose another --name; `imagefactory local show` lists the lab's custom images.")
                 }

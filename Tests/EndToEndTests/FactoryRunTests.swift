@@ -280,7 +280,50 @@ struct FactoryRunTests {
             #expect(Set(actions.compactMap { $0["stage"] as? String }) == ["build", "snap", "distribute", "cleanup"])
             #expect(plan?["commit"] as? String == (try repo.git("rev-parse", "HEAD")))
             #expect((plan?["inventoryFingerprint"] as? String)?.count == 64)
-            #expect(try Self.operations(repo).allSatisfy { $0["write"] as? Bool == false || $0["kind"] as? String == "createLab" || $0["kind"] as? String == "createContainer" })
+            #expect(dry.stderr.contains("has no lab"), "a plan on a fresh local cloud says the labs are assumed: \(dry.stderr)")
+            let operations = try Self.operations(repo)
+            #expect(!operations.isEmpty, "the dry run read the cloud")
+            #expect(operations.allSatisfy { $0["write"] as? Bool == false }, "\(operations.filter { $0["write"] as? Bool != false })")
+        }
+    }
+
+    /// Every command documented as read-only, on a fresh cloud and on one with a finished run and
+    /// work left to do: the operations log shows reads and not one write.
+    @Test func readOnlyCommandsNeverWrite() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let env = Self.instant
+            let html = repo.url("catalogue.html").path
+            let readOnly: [[String]] = [
+                ["plan"], ["plan", "--json"], ["validate"], ["run", "--dry-run"], ["distribute", "--dry-run"], ["images"], ["images", "--lab", "QALab"],
+                ["report", "--html", html],
+            ]
+            func writes() throws -> Int {
+                (try? Self.operations(repo))?.filter { $0["write"] as? Bool == true }.count ?? 0
+            }
+            func reads() throws -> Int {
+                (try? Self.operations(repo))?.filter { $0["write"] as? Bool == false }.count ?? 0
+            }
+            for command in readOnly {
+                _ = try ImageFactory.run(command + ["--repo", repo.path], environment: env)
+            }
+            #expect(try writes() == 0, "a read-only command wrote to a fresh cloud")
+            #expect(try reads() > 0)
+
+            #expect(try ImageFactory.run(["run", "--repo", repo.path], environment: env).status == 0)
+            // Work to do again: a changed template and a foreign image.
+            let template = "Configuration/GoldenImages/" + (try #require(repo.sampleTemplatePaths.first))
+            let text = try String(contentsOf: repo.url(template), encoding: .utf8)
+            try repo.commit([template: text + "\n"], message: "Change a template")
+            let before = try writes()
+            let readsBefore = try reads()
+            for command in readOnly {
+                let result = try ImageFactory.run(command + ["--repo", repo.path], environment: env)
+                #expect(result.status == 0 || command.first == "validate", "\(command): \(result)")
+            }
+            #expect(try writes() == before, "a read-only command wrote")
+            #expect(try reads() > readsBefore)
+            #expect(FileManager.default.fileExists(atPath: html))
         }
     }
 }
