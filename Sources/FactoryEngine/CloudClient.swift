@@ -42,6 +42,7 @@ public struct CloudClient: Sendable {
 
     /// Polls a long-running operation until it ends, sleeping as the service says.
     public func wait(for handle: OperationHandle, timeout: Double) async throws {
+        guard handle.id != nil else { return }  // completed synchronously
         let deadline = clock.now().addingTimeInterval(timeout)
         var delay = handle.retryAfter
         while true {

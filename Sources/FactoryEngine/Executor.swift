@@ -197,8 +197,8 @@ struct ActionHandlers: Sendable {
         let timeout = timeoutSeconds
         let provisioned = try await client.poll(timeout: timeout, what: "Deployment of \(vm.name)",
                                                 read: { try await backend.getVirtualMachine(vm) }, hint: { $0.retryAfter },
-                                                done: { $0.provisioningState != "Creating" })
-        if provisioned.provisioningState == "Failed" || !provisioned.failedArtifacts.isEmpty {
+                                                done: { $0.provisioningState.isTerminal })
+        if provisioned.provisioningState.hasFailed || !provisioned.failedArtifacts.isEmpty {
             let failures = provisioned.failedArtifacts.map { "\($0.name): \($0.message ?? "failed")" }
             let deletion = try? await client.call { try await backend.deleteVirtualMachine(vm) }
             if let deletion { try? await client.wait(for: deletion, timeout: timeout) }
@@ -206,7 +206,7 @@ struct ActionHandlers: Sendable {
                 ? "VM \(vm.name) failed to provision; it was deleted."
                 : "VM \(vm.name) was deleted because artifacts failed: " + failures.joined(separator: "; "))
         }
-        if osState == .specialized && !provisioned.isDeallocated && provisioned.powerState.lowercased() != "deallocating" {
+        if osState == .specialized && !provisioned.isDeallocated && provisioned.powerState != .deallocating {
             let stop = try await client.call { try await backend.stopVirtualMachine(vm) }
             try await client.wait(for: stop, timeout: timeout)
         }
@@ -218,8 +218,18 @@ struct ActionHandlers: Sendable {
         let backend = self.backend
         try await finishBuild(spec.vm, osState: spec.osState)  // a no-op wait for a VM built in this run; the whole finish for an adopted one
         try await ensureContainer(spec.vhd.container)
-        _ = try await client.call { try await backend.exportOSDisk(spec.vm, to: spec.vhd) }
-        let copied = try await waitForCopy(spec.vhd, what: "Export of \(spec.vm.name)'s disk")
+        // The disk's read access is held until the copy has ended, whatever it ended as: revoked
+        // earlier, Azure fails the copy.
+        let accessSeconds = timeoutSeconds + 3600
+        let export = try await client.call { try await backend.beginDiskExport(spec.vm, to: spec.vhd, accessSeconds: accessSeconds) }
+        let copied: BlobProperties
+        do {
+            copied = try await waitForCopy(spec.vhd, what: "Export of \(spec.vm.name)'s disk")
+        } catch {
+            await endExport(export)
+            throw error
+        }
+        await endExport(export)
         guard let md5 = copied.contentMD5 else { throw CloudError(status: 500, code: "MissingContentMD5", message: "The exported VHD has no Content-MD5.") }
         let record = VhdRecord(imageName: spec.imageName, imagePath: spec.imagePath, description: spec.description, osType: spec.osType,
                                vhdFileName: spec.vhd.name, timestamp: clock.now(), osState: spec.osState, commit: spec.commit,
@@ -228,6 +238,14 @@ struct ActionHandlers: Sendable {
         // The record goes last: its presence means the image is complete.
         _ = try await client.call { try await backend.putBlob(spec.record, data: data, metadata: [FactoryTag.imagePath: spec.imagePath]) }
         await state.addCapture(actionID, record)
+    }
+
+    /// Revokes an export's disk access. A failure to revoke fails nothing: the access expires by itself.
+    private func endExport(_ export: DiskExport) async {
+        let backend = self.backend
+        if let handle = try? await client.call({ try await backend.endDiskExport(export) }) {
+            try? await client.wait(for: handle, timeout: timeoutSeconds)
+        }
     }
 
     private func waitForCopy(_ blob: BlobID, what: String) async throws -> BlobProperties {

@@ -92,7 +92,7 @@ public enum FactoryPlanner {
                                           record: BlobID(container: factoryContainer, name: imageName + ".json"), adopted: adopted))
             }
             if let vm = vmsByName[vmKey], vm.tags[FactoryTag.imagePath].map(ImagePath.normalize) == template.path,
-               vm.tags[FactoryTag.templateSha] == template.blobSha, vm.provisioningState != "Failed", vm.failedArtifacts.isEmpty, !options.force {
+               vm.tags[FactoryTag.templateSha] == template.blobSha, !vm.provisioningState.hasFailed, vm.failedArtifacts.isEmpty, !options.force {
                 adoptedVMs.insert(vmKey)
                 actions.append(PlanAction(id: captureID, stage: .snap, operation: capture(adopted: true),
                                           reason: "resume: factory VM \(template.vmName) from an earlier run already has this template"))
@@ -160,7 +160,7 @@ public enum FactoryPlanner {
                                                   hint: "Rename or remove that image in the lab."))
                         continue
                     }
-                    if existing.provisioningState != "Failed" {
+                    if !existing.provisioningState.hasFailed {
                         // An image still being created keeps its source VHD until it is done.
                         if existing.provisioningState != "Succeeded" { temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd") }
                         continue
@@ -194,11 +194,11 @@ public enum FactoryPlanner {
             if vm.tags[FactoryTag.ignore] != nil { continue }
             if vm.tags[FactoryTag.imagePath] != nil {
                 if builtVMs[key] != nil && !adoptedVMs.contains(key) { continue }  // replaced or rebuilt: handled below
-                if vm.provisioningState == "Failed" {
+                if vm.provisioningState.hasFailed {
                     diagnostics.append(.error("Factory VM \(vm.id.name) (\(vm.tags[FactoryTag.imagePath] ?? "?")) failed to provision; it is deleted.",
                                               hint: "Look at the template's artifacts and the lab's deployment history; the next run builds it again."))
                 }
-                let reason = vm.provisioningState == "Failed" ? "factory VM failed to provision (\(vm.provisioningState))" : "factory VM is no longer needed once captured"
+                let reason = vm.provisioningState.hasFailed ? "factory VM failed to provision (\(vm.provisioningState))" : "factory VM is no longer needed once captured"
                 actions.append(PlanAction(id: "cleanup/vm/\(vm.id.name)", stage: .cleanup,
                                           operation: .deleteFactoryVM(FactoryVMSpec(vm: vm.id, imagePath: vm.tags[FactoryTag.imagePath])), reason: reason,
                                           dependsOn: builtVMs[key].map { [$0] } ?? []))
@@ -249,7 +249,7 @@ public enum FactoryPlanner {
                                       reason: pending.isEmpty ? "temporary container left by an earlier run" : "temporary container of this run's copies",
                                       labHint: lab.id))
         }
-        let completed = inventory.deployments.filter { $0.provisioningState != "Running" && $0.name.lowercased().hasPrefix(deploymentPrefix) }
+        let completed = inventory.deployments.filter { $0.provisioningState.isTerminal && $0.name.lowercased().hasPrefix(deploymentPrefix) }
             .sorted { $0.timestamp < $1.timestamp }
         var prune = completed.filter { options.now.timeIntervalSince($0.timestamp) > options.deploymentMaxAge }
         if inventory.deployments.count > options.deploymentSoftLimit {

@@ -33,9 +33,9 @@ public struct Lab: Codable, Sendable, Equatable {
     public var location: String
     /// The lab's default storage account, where VHDs for custom images must live.
     public var storageAccount: StorageAccountID
-    public var provisioningState: String
+    public var provisioningState: ProvisioningState
 
-    public init(id: LabID, location: String, storageAccount: StorageAccountID, provisioningState: String = "Succeeded") {
+    public init(id: LabID, location: String, storageAccount: StorageAccountID, provisioningState: ProvisioningState = .succeeded) {
         self.id = id
         self.location = location
         self.storageAccount = storageAccount
@@ -174,10 +174,8 @@ public struct ArtifactResult: Codable, Sendable, Equatable {
 
 public struct LabVirtualMachine: Codable, Sendable, Equatable {
     public var id: VirtualMachineID
-    /// `Creating`, `Succeeded`, `Failed`, `Deleting`.
-    public var provisioningState: String
-    /// `Running`, `Stopped`, `Deallocated`, `Starting`, `Deallocating`, `Unknown`.
-    public var powerState: String
+    public var provisioningState: ProvisioningState
+    public var powerState: PowerState
     public var osType: OSType?
     public var tags: [String: String]
     public var artifacts: [ArtifactResult]
@@ -187,7 +185,7 @@ public struct LabVirtualMachine: Codable, Sendable, Equatable {
     /// Ready-made hint for the next poll while the VM is changing.
     public var retryAfter: Double?
 
-    public init(id: VirtualMachineID, provisioningState: String, powerState: String, osType: OSType?, tags: [String: String],
+    public init(id: VirtualMachineID, provisioningState: ProvisioningState, powerState: PowerState, osType: OSType?, tags: [String: String],
                 artifacts: [ArtifactResult], createdAt: Date, generalized: Bool, retryAfter: Double? = nil) {
         self.id = id
         self.provisioningState = provisioningState
@@ -200,7 +198,7 @@ public struct LabVirtualMachine: Codable, Sendable, Equatable {
         self.retryAfter = retryAfter
     }
 
-    public var isDeallocated: Bool { powerState.lowercased() == "deallocated" }
+    public var isDeallocated: Bool { powerState == .deallocated }
     public var failedArtifacts: [ArtifactResult] { artifacts.filter { $0.status.lowercased() == "failed" } }
 }
 
@@ -240,7 +238,7 @@ public struct CustomImageRequest: Codable, Sendable, Equatable {
 
 public struct CustomImage: Codable, Sendable, Equatable {
     public var id: CustomImageID
-    public var provisioningState: String
+    public var provisioningState: ProvisioningState
     public var osType: OSType
     public var sysprep: Bool
     public var description: String
@@ -250,7 +248,7 @@ public struct CustomImage: Codable, Sendable, Equatable {
     public var vhd: String?
     public var retryAfter: Double?
 
-    public init(id: CustomImageID, provisioningState: String, osType: OSType, sysprep: Bool, description: String,
+    public init(id: CustomImageID, provisioningState: ProvisioningState, osType: OSType, sysprep: Bool, description: String,
                 tags: [String: String], createdAt: Date, vhd: String?, retryAfter: Double? = nil) {
         self.id = id
         self.provisioningState = provisioningState
@@ -269,11 +267,10 @@ public struct Deployment: Codable, Sendable, Equatable {
     public var subscriptionId: String
     public var resourceGroup: String
     public var name: String
-    /// `Running`, `Succeeded`, `Failed`.
-    public var provisioningState: String
+    public var provisioningState: ProvisioningState
     public var timestamp: Date
 
-    public init(subscriptionId: String, resourceGroup: String, name: String, provisioningState: String, timestamp: Date) {
+    public init(subscriptionId: String, resourceGroup: String, name: String, provisioningState: ProvisioningState, timestamp: Date) {
         self.subscriptionId = subscriptionId
         self.resourceGroup = resourceGroup
         self.name = name
@@ -415,14 +412,40 @@ public struct GalleryImageVersion: Codable, Sendable, Equatable {
 
 // MARK: Long-running operations and errors
 
-/// A long-running operation the service accepted (ARM 201/202 with Location and Retry-After).
+/// The answer to a request that may run long: either it completed at once (ARM's synchronous
+/// 200/201, an idempotent repeat of a PUT), or the service accepted it and it is polled by its
+/// operation reference (the local cloud's operation id; in Azure the `Azure-AsyncOperation` or
+/// `Location` URL) until it ends. One model for every backend.
 public struct OperationHandle: Codable, Sendable, Equatable {
-    public var id: String
+    public enum State: Codable, Sendable, Equatable {
+        /// Nothing to wait for.
+        case completed
+        /// Accepted: poll the operation `id`.
+        case accepted(id: String)
+    }
+
+    public var state: State
     /// Seconds to wait before the first poll.
     public var retryAfter: Double
+
+    /// An accepted operation to poll.
     public init(id: String, retryAfter: Double) {
-        self.id = id
+        state = .accepted(id: id)
         self.retryAfter = retryAfter
+    }
+
+    /// A request that completed synchronously.
+    public static let completed = OperationHandle(state: .completed)
+
+    private init(state: State) {
+        self.state = state
+        retryAfter = 0
+    }
+
+    /// The operation to poll, or nil when there is nothing to wait for.
+    public var id: String? {
+        if case .accepted(let id) = state { return id }
+        return nil
     }
 }
 
@@ -461,13 +484,29 @@ public struct CloudError: Error, Sendable, Equatable, Codable, CustomStringConve
     }
 }
 
-/// Everything the factory asks of a cloud. All methods are safe to call concurrently.
-public protocol CloudBackend: Sendable {
-    // Labs
+/// An OS disk export in progress: the disk's read access is granted and a copy reads from it.
+/// The access must stay granted until the copy has ended (Azure fails a pending copy whose
+/// source access was revoked), so `endDiskExport` comes after the destination's copy status
+/// left `pending`, whatever it ended as.
+public struct DiskExport: Codable, Sendable, Equatable {
+    public var vm: VirtualMachineID
+    public var destination: BlobID
+    /// The destination as the copy started.
+    public var started: BlobProperties
+
+    public init(vm: VirtualMachineID, destination: BlobID, started: BlobProperties) {
+        self.vm = vm
+        self.destination = destination
+        self.started = started
+    }
+}
+
+// The interface every cloud implements, in small capabilities. All methods are safe to call concurrently.
+
+/// DevTest Labs: labs, their VMs, and exporting a VM's OS disk.
+public protocol LabsAndVirtualMachines: Sendable {
     func listLabs(subscriptionId: String) async throws -> [Lab]
     func getLab(_ id: LabID) async throws -> Lab
-
-    // Lab virtual machines
     /// Starts a resource-group deployment of a golden-image template; poll `getVirtualMachine`.
     func deployVirtualMachine(_ request: VMDeploymentRequest) async throws -> OperationHandle
     func getVirtualMachine(_ id: VirtualMachineID) async throws -> LabVirtualMachine
@@ -476,11 +515,15 @@ public protocol CloudBackend: Sendable {
     func stopVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle
     func startVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle
     func deleteVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle
-    /// Copies a deallocated VM's OS disk into a blob (grant read access, Copy Blob, revoke);
-    /// poll `getBlobProperties` on the destination for the copy status.
-    func exportOSDisk(_ id: VirtualMachineID, to destination: BlobID) async throws -> BlobProperties
+    /// Grants read access to a deallocated VM's OS disk (`beginGetAccess`) for `accessSeconds`
+    /// and starts copying it into `destination`; poll `getBlobProperties` on the destination.
+    func beginDiskExport(_ id: VirtualMachineID, to destination: BlobID, accessSeconds: Double) async throws -> DiskExport
+    /// Revokes the disk's read access (`endGetAccess`) once the export's copy has ended.
+    func endDiskExport(_ export: DiskExport) async throws -> OperationHandle
+}
 
-    // Storage
+/// Blob storage: containers, blobs, server-side copies, and leases (the factory's lock).
+public protocol BlobStorage: Sendable {
     func createContainer(_ id: ContainerID) async throws
     func deleteContainer(_ id: ContainerID) async throws
     func listContainers(account: StorageAccountID) async throws -> [String]
@@ -493,21 +536,28 @@ public protocol CloudBackend: Sendable {
     func startBlobCopy(from source: BlobID, to destination: BlobID) async throws -> BlobProperties
     func abortBlobCopy(_ id: BlobID) async throws
     /// Acquires a lease on a blob (a distributed lock): 409 `LeaseAlreadyPresent` when another holder has it.
+    /// Lease ids are GUIDs, as Blob storage requires.
     func acquireLease(_ id: BlobID, duration: Double, proposedLeaseID: String) async throws -> String
     func renewLease(_ id: BlobID, leaseID: String) async throws
     func releaseLease(_ id: BlobID, leaseID: String) async throws
+}
 
-    // Custom images
+/// DevTest Labs custom images.
+public protocol CustomImages: Sendable {
     func createCustomImage(_ request: CustomImageRequest) async throws -> OperationHandle
     func getCustomImage(_ id: CustomImageID) async throws -> CustomImage
     func listCustomImages(lab: LabID) async throws -> [CustomImage]
     func deleteCustomImage(_ id: CustomImageID) async throws -> OperationHandle
+}
 
-    // Deployments history
+/// A resource group's deployment history (Azure keeps at most 800).
+public protocol DeploymentHistory: Sendable {
     func listDeployments(subscriptionId: String, resourceGroup: String) async throws -> [Deployment]
     func deleteDeployment(subscriptionId: String, resourceGroup: String, name: String) async throws
+}
 
-    // Galleries
+/// Azure Compute Gallery: galleries, image definitions and versions.
+public protocol ComputeGalleries: Sendable {
     func createGallery(_ id: GalleryID, location: String, description: String) async throws -> OperationHandle
     func getGallery(_ id: GalleryID) async throws -> Gallery
     func createImageDefinition(_ definition: GalleryImageDefinition) async throws -> OperationHandle
@@ -516,7 +566,14 @@ public protocol CloudBackend: Sendable {
     func getImageVersion(_ id: GalleryImageVersionID) async throws -> GalleryImageVersion
     func listImageVersions(_ definition: GalleryImageDefinitionID) async throws -> [GalleryImageVersion]
     func deleteImageVersion(_ id: GalleryImageVersionID) async throws -> OperationHandle
+}
 
-    /// Polls a long-running operation (the ARM Location / Azure-AsyncOperation URL).
+/// Polling of accepted long-running operations.
+public protocol LongRunningOperations: Sendable {
+    /// Polls an accepted operation (the ARM Location / Azure-AsyncOperation URL); a completed handle is `succeeded`.
     func pollOperation(_ handle: OperationHandle) async throws -> OperationStatus
 }
+
+/// Everything the factory asks of a cloud: the embedded local cloud, Azure (ARM and Blob REST)
+/// and test doubles implement it, and one conformance suite checks each.
+public protocol CloudBackend: LabsAndVirtualMachines, BlobStorage, CustomImages, DeploymentHistory, ComputeGalleries, LongRunningOperations {}

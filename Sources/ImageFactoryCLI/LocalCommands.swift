@@ -291,11 +291,11 @@ struct LocalCloudInventory: Codable, Sendable {
         var labs: [LabEntry] = []
         for lab in try await cloud.allLabs() {
             let vms = try await cloud.listVirtualMachines(lab: lab.id).map {
-                VM(name: $0.id.name, tags: $0.tags, provisioningState: $0.provisioningState, powerState: $0.powerState,
+                VM(name: $0.id.name, tags: $0.tags, provisioningState: $0.provisioningState.rawValue, powerState: $0.powerState.rawValue,
                    osType: $0.osType?.rawValue, generalized: $0.generalized)
             }
             let images = try await cloud.listCustomImages(lab: lab.id).map {
-                Image(name: $0.id.name, tags: $0.tags, createdAt: $0.createdAt, provisioningState: $0.provisioningState, osType: $0.osType.rawValue)
+                Image(name: $0.id.name, tags: $0.tags, createdAt: $0.createdAt, provisioningState: $0.provisioningState.rawValue, osType: $0.osType.rawValue)
             }
             var containers: [Container] = []
             for name in try await cloud.listContainers(account: lab.storageAccount) {

@@ -47,7 +47,10 @@ struct PreviewBackend: CloudBackend {
     func stopVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle { throw refused("Stopping VM \(id)") }
     func startVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle { throw refused("Starting VM \(id)") }
     func deleteVirtualMachine(_ id: VirtualMachineID) async throws -> OperationHandle { throw refused("Deleting VM \(id)") }
-    func exportOSDisk(_ id: VirtualMachineID, to destination: BlobID) async throws -> BlobProperties { throw refused("Exporting the disk of \(id)") }
+    func beginDiskExport(_ id: VirtualMachineID, to destination: BlobID, accessSeconds: Double) async throws -> DiskExport {
+        throw refused("Exporting the disk of \(id)")
+    }
+    func endDiskExport(_ export: DiskExport) async throws -> OperationHandle { throw refused("Revoking the disk access of \(export.vm)") }
 
     // Storage
     func createContainer(_ id: ContainerID) async throws { throw refused("Creating container \(id)") }

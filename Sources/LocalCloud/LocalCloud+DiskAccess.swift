@@ -69,7 +69,7 @@ extension LocalCloud {
                 let active = try db.records("diskaccess", parent: LocalCloud.vmKey(id), as: DiskAccessRecord.self).contains { $0.isActive(at: now) }
                 let state = active ? "ActiveSAS" : (view.isDeallocated ? "Reserved" : "Attached")
                 return ManagedDiskView(vm: id, osType: record.osType, sizeBytes: latency.diskBytes(record.osType), diskState: state,
-                                       createdAt: record.createdAt, provisioningState: view.provisioningState)
+                                       createdAt: record.createdAt, provisioningState: view.provisioningState.rawValue)
             }
         }
     }
@@ -144,8 +144,9 @@ extension LocalCloud {
     /// Copy Blob whose source is a disk's SAS (how the original factory exported disks: grant,
     /// copy, revoke). The destination gets its own copy of the bytes at once, and the copy reads as
     /// pending until the latency profile says it completes.
-    public func startBlobCopy(fromDiskAccess id: String, signature: String, sourceURL: String, to destination: BlobID) async throws -> BlobProperties {
-        let fails = await injected(.copy, destination.description, "copyFailure")
+    public func startBlobCopy(fromDiskAccess id: String, signature: String, sourceURL: String, to destination: BlobID,
+                              faultKind: OperationKind = .copy) async throws -> BlobProperties {
+        let fails = await injected(faultKind, destination.description, "copyFailure")
         return try await perform("startBlobCopy", kind: .copy, write: true, subscription: destination.container.account.subscriptionId, lab: nil, resource: destination.description) {
             let source: DiskAccessContent
             do {
@@ -155,7 +156,7 @@ extension LocalCloud {
             }
             try await self.db.read { db in _ = try self.container(db, destination.container) }
             return try await self.copy(file: source.file, sourceURL: sourceURL, size: source.size, md5: source.md5, metadata: [:],
-                                       to: destination, suffix: ".vhd", fails: fails, at: self.clock.now())
+                                       to: destination, suffix: ".vhd", fails: fails, at: self.clock.now(), sourceDiskAccess: id)
         }
     }
 
@@ -170,9 +171,21 @@ extension LocalCloud {
         }
     }
 
-    /// Removes every access record of a VM; their files go after the transaction commits.
+    /// Removes every access record of a VM; their files go after the transaction commits. A copy
+    /// still reading from a removed access fails now, as Azure's does when its source SAS is revoked.
     func removeDiskAccess(_ db: Database, _ id: VirtualMachineID) throws {
-        for old in try db.records("diskaccess", parent: LocalCloud.vmKey(id), as: DiskAccessRecord.self) {
+        let accesses = try db.records("diskaccess", parent: LocalCloud.vmKey(id), as: DiskAccessRecord.self)
+        let revoked = Set(accesses.map(\.id))
+        if !revoked.isEmpty {
+            let now = clock.now()
+            for var blob in try db.allRecords("blob", as: BlobRecord.self)
+            where blob.copy?.sourceDiskAccess.map(revoked.contains) == true && blob.properties(at: now).copyStatus == .pending {
+                blob.copy?.completesAt = now
+                blob.copy?.failure = "500 CannotVerifyCopySource: the copy source's access was revoked before the copy completed."
+                try db.save("blob", LocalCloud.blobKey(blob.id), parent: LocalCloud.containerKey(blob.id.container), blob)
+            }
+        }
+        for old in accesses {
             try db.remove("diskaccess", LocalCloud.diskAccessKey(old.id))
             let url = disksDirectory.appendingPathComponent(old.file)
             db.afterNextTransaction { _ in try? FileManager.default.removeItem(at: url) }
@@ -183,11 +196,11 @@ extension LocalCloud {
         let view = record.view(at: now)
         guard view.provisioningState == "Succeeded" else {
             throw CloudError(status: 409, code: "OperationNotAllowed",
-                             message: "Operation 'beginGetAccess' is not allowed on disk '\(id.name)_OsDisk' while its VM is \(view.provisioningState.lowercased()).")
+                             message: "Operation 'beginGetAccess' is not allowed on disk '\(id.name)_OsDisk' while its VM is \(view.provisioningState.rawValue.lowercased()).")
         }
         guard view.isDeallocated else {
             throw CloudError(status: 409, code: "OperationNotAllowed",
-                             message: "Operation 'beginGetAccess' is not allowed on disk '\(id.name)_OsDisk' since it is attached to VM '\(id.name)', which is \(view.powerState.lowercased()). Deallocate the VM first.")
+                             message: "Operation 'beginGetAccess' is not allowed on disk '\(id.name)_OsDisk' since it is attached to VM '\(id.name)', which is \(view.powerState.rawValue.lowercased()). Deallocate the VM first.")
         }
     }
 

@@ -326,7 +326,7 @@ public final class LocalCloud: CloudBackend {
                 let now = self.clock.now()
                 let view = record.view(at: now)
                 guard view.provisioningState == "Succeeded" else {
-                    throw CloudError(status: 409, code: "Conflict", message: "The virtual machine '\(id.name)' is \(view.provisioningState.lowercased()) and cannot be stopped now.")
+                    throw CloudError(status: 409, code: "Conflict", message: "The virtual machine '\(id.name)' is \(view.provisioningState.rawValue.lowercased()) and cannot be stopped now.")
                 }
                 if view.powerState == "Deallocated" { return try self.operation(db, completesAt: now) }
                 let done = max(now, record.powerEvents.map(\.at).max() ?? now).addingTimeInterval(shutdown)
@@ -370,41 +370,22 @@ public final class LocalCloud: CloudBackend {
         }
     }
 
-    public func exportOSDisk(_ id: VirtualMachineID, to destination: BlobID) async throws -> BlobProperties {
-        let latency = settings.latency
-        let fails = await injected(.export, destination.description, "copyFailure")
-        return try await perform("exportOSDisk", kind: .export, write: true, subscription: id.lab.subscriptionId, lab: id.lab.name, resource: id.resourceId) {
-            let now = self.clock.now()
-            let record = try await self.db.read { db -> VMRecord in
-                let record = try self.vm(db, id)
-                _ = try self.container(db, destination.container)
-                return record
-            }
-            let view = record.view(at: now)
-            guard view.provisioningState == "Succeeded" else {
-                throw CloudError(status: 409, code: "OperationNotAllowed", message: "The OS disk of VM '\(id.name)' cannot be exported while the VM is \(view.provisioningState.lowercased()).")
-            }
-            guard view.isDeallocated else {
-                throw CloudError(status: 409, code: "OperationNotAllowed",
-                                 message: "The OS disk of VM '\(id.name)' is attached to a VM that is \(view.powerState.lowercased()); it is locked until the VM is deallocated.")
-            }
-            // Write the whole file before the record exists (crash safety).
-            let file = UUID().uuidString.lowercased() + ".vhd"
-            let url = self.blobsDirectory.appendingPathComponent(file)
-            let content = record.diskContent(at: now, size: latency.diskBytes(record.osType))
-            try VirtualDisk.write(content, to: url)
-            let size = content.virtualSize + Int64(VirtualDisk.footerSize)
-            let md5 = try SparseFile.md5(url)
-            let dataBytes = SparseFile.allocatedBytes(url)
-            let duration = latency.copyBase + (latency.copyBytesPerSecond > 0 ? Double(dataBytes) / latency.copyBytesPerSecond : 0)
-            let copy = CopyState(status: .pending, completesAt: now.addingTimeInterval(duration), source: id.resourceId + "/osdisk",
-                                 failure: fails ? "500 InternalError: the disk export failed part-way (injected fault)." : nil, totalBytes: size)
-            let blob = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: [:], lastModified: now, copy: copy)
-            return try await self.commit(file: url) { db in
-                try self.replaceBlob(db, blob)
-                return blob.properties(at: now)
-            }
+    /// Grants read access to the VM's OS disk and starts Copy Blob from its SAS, as the original
+    /// factory exported disks. The access stays until `endDiskExport`: revoked earlier, the copy fails.
+    public func beginDiskExport(_ id: VirtualMachineID, to destination: BlobID, accessSeconds: Double) async throws -> DiskExport {
+        let (_, grant) = try await grantDiskAccess(id, duration: accessSeconds)
+        do {
+            let started = try await startBlobCopy(fromDiskAccess: grant.id, signature: grant.signature,
+                                                  sourceURL: id.resourceId + "/osdisk?sas", to: destination, faultKind: .export)
+            return DiskExport(vm: id, destination: destination, started: started)
+        } catch {
+            _ = try? await revokeDiskAccess(id)
+            throw error
         }
+    }
+
+    public func endDiskExport(_ export: DiskExport) async throws -> OperationHandle {
+        try await revokeDiskAccess(export.vm)
     }
 
     // MARK: Storage
@@ -564,7 +545,7 @@ public final class LocalCloud: CloudBackend {
     /// reads as pending until the latency profile says the copy completes. As Azure, a destination
     /// with a copy still pending, or under a lease, cannot be overwritten.
     func copy(file sourceFile: URL, sourceURL: String, size: Int64, md5: String?, metadata: [String: String],
-              to destination: BlobID, suffix: String, fails: Bool, at now: Date) async throws -> BlobProperties {
+              to destination: BlobID, suffix: String, fails: Bool, at now: Date, sourceDiskAccess: String? = nil) async throws -> BlobProperties {
         let latency = settings.latency
         let file = UUID().uuidString.lowercased() + suffix
         let url = blobsDirectory.appendingPathComponent(file)
@@ -573,7 +554,7 @@ public final class LocalCloud: CloudBackend {
         let duration = latency.copyBase + (latency.copyBytesPerSecond > 0 ? Double(max(copied, dataBytes)) / latency.copyBytesPerSecond : 0)
         let copy = CopyState(status: .pending, completesAt: now.addingTimeInterval(duration), source: sourceURL,
                              failure: fails ? "500 InternalError: the copy failed part-way after \(copied) bytes (injected fault)." : nil,
-                             totalBytes: size)
+                             totalBytes: size, sourceDiskAccess: sourceDiskAccess)
         let record = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: metadata, lastModified: now, copy: copy)
         return try await commit(file: url) { db in
             if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
@@ -696,7 +677,7 @@ public final class LocalCloud: CloudBackend {
             }
             if let existing {
                 if existing.vhd == request.vhd.url && existing.tags == request.tags {
-                    return OperationHandle(id: "noop", retryAfter: 0)  // an idempotent retry of the same PUT
+                    return .completed  // an idempotent retry of the same PUT
                 }
                 throw CloudError(status: 409, code: "Conflict", message: "A custom image named '\(id.name)' already exists in lab '\(id.lab.name)'.")
             }
@@ -805,10 +786,10 @@ public final class LocalCloud: CloudBackend {
     // MARK: Operations
 
     public func pollOperation(_ handle: OperationHandle) async throws -> OperationStatus {
-        if handle.id == "noop" { return .succeeded }
-        return try await perform("pollOperation", kind: .read, write: false, subscription: nil, lab: nil, resource: "operations/" + handle.id) {
-            guard let record = try await self.db.read({ db in try db.record("operation", handle.id, as: OperationRecord.self) }) else {
-                throw CloudError(status: 404, code: "OperationNotFound", message: "The operation '\(handle.id)' was not found.")
+        guard let id = handle.id else { return .succeeded }
+        return try await perform("pollOperation", kind: .read, write: false, subscription: nil, lab: nil, resource: "operations/" + id) {
+            guard let record = try await self.db.read({ db in try db.record("operation", id, as: OperationRecord.self) }) else {
+                throw CloudError(status: 404, code: "OperationNotFound", message: "The operation '\(id)' was not found.")
             }
             let now = self.clock.now()
             if now < record.completesAt { return .inProgress(retryAfter: max(0.01, record.completesAt.timeIntervalSince(now))) }

@@ -67,12 +67,12 @@ struct VMRecord: Codable, Sendable {
         }
         let nextChange = ([readyAt] + powerEvents.map(\.at)).filter { $0 > now }.min()
         return LabVirtualMachine(
-            id: id, provisioningState: provisioning, powerState: power, osType: osType, tags: tags, artifacts: results,
+            id: id, provisioningState: ProvisioningState(provisioning), powerState: PowerState(power), osType: osType, tags: tags, artifacts: results,
             createdAt: createdAt, generalized: generalizedAt.map { $0 <= now } ?? false,
             retryAfter: nextChange.map { max(0.01, $0.timeIntervalSince(now)) })
     }
 
-    func power(at now: Date) -> String { view(at: now).powerState }
+    func power(at now: Date) -> String { view(at: now).powerState.rawValue }
 
     /// What the OS disk holds as of now.
     func diskContent(at now: Date, size: Int64) -> VirtualDisk.Content {
@@ -90,6 +90,9 @@ struct CopyState: Codable, Sendable {
     /// Set when the copy fails (at `completesAt`).
     var failure: String?
     var totalBytes: Int64
+    /// The disk access (SAS) the copy reads from, when its source is a managed disk: revoking the
+    /// access before the copy completes fails it, as in Azure.
+    var sourceDiskAccess: String? = nil
 }
 
 struct BlobRecord: Codable, Sendable {
@@ -157,7 +160,7 @@ struct ImageRecord: Codable, Sendable {
 
     func view(at now: Date) -> CustomImage {
         let state = now < readyAt ? "Creating" : (failure == nil ? "Succeeded" : "Failed")
-        return CustomImage(id: id, provisioningState: state, osType: osType, sysprep: sysprep, description: description, tags: tags,
+        return CustomImage(id: id, provisioningState: ProvisioningState(state), osType: osType, sysprep: sysprep, description: description, tags: tags,
                            createdAt: createdAt, vhd: vhd, retryAfter: now < readyAt ? max(0.01, readyAt.timeIntervalSince(now)) : nil)
     }
 }

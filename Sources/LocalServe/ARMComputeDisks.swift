@@ -53,8 +53,8 @@ extension LocalServeService {
     // MARK: Virtual machines
 
     func computeStatuses(_ vm: LabVirtualMachine) -> JSONValue {
-        let provisioning = vm.provisioningState.lowercased()
-        let power = vm.powerState.lowercased()
+        let provisioning = vm.provisioningState.rawValue.lowercased()
+        let power = vm.powerState.rawValue.lowercased()
         var statuses: [JSONValue] = [["code": .string("ProvisioningState/\(provisioning)"), "level": provisioning == "failed" ? "Error" : "Info",
                                       "displayStatus": .string("Provisioning \(provisioning)"), "time": .string(vm.createdAt.ISO8601Format())]]
         if vm.provisioningState != "Creating" {
@@ -64,8 +64,8 @@ extension LocalServeService {
     }
 
     func computeInstanceViewJSON(_ vm: LabVirtualMachine) -> JSONValue {
-        let diskStatus: JSONValue = ["code": .string("ProvisioningState/\(vm.provisioningState.lowercased())"), "level": "Info",
-                                     "displayStatus": .string("Provisioning \(vm.provisioningState.lowercased())")]
+        let diskStatus: JSONValue = ["code": .string("ProvisioningState/\(vm.provisioningState.rawValue.lowercased())"), "level": "Info",
+                                     "displayStatus": .string("Provisioning \(vm.provisioningState.rawValue.lowercased())")]
         return ["computerName": .string(vm.id.name), "osName": .string(vm.osType?.rawValue ?? ""), "hyperVGeneration": "V1",
                 "disks": [["name": .string(vm.id.name + Self.osDiskSuffix), "statuses": [diskStatus]]],
                 "statuses": computeStatuses(vm)]
@@ -90,7 +90,7 @@ extension LocalServeService {
             ],
             "osProfile": osProfile,
             "networkProfile": ["networkInterfaces": [["id": .string("/subscriptions/\(lab.id.subscriptionId)/resourceGroups/\(lab.id.resourceGroup)/providers/Microsoft.Network/networkInterfaces/\(vm.id.name)")]]],
-            "provisioningState": .string(vm.provisioningState),
+            "provisioningState": .string(vm.provisioningState.rawValue),
             "timeCreated": .string(vm.createdAt.ISO8601Format()),
         ]
         if instanceView { properties["instanceView"] = computeInstanceViewJSON(vm) }

@@ -19,7 +19,7 @@ extension LocalServeService {
                 "defaultStorageAccount": account, "defaultPremiumStorageAccount": account, "artifactsStorageAccount": account,
                 "premiumDataDiskStorageAccount": account, "labStorageType": "Premium", "premiumDataDisks": "Disabled",
                 "environmentPermission": "Reader", "mandatoryArtifactsResourceIdsLinux": [], "mandatoryArtifactsResourceIdsWindows": [],
-                "vmCreationResourceGroup": .string(lab.id.resourceGroup), "provisioningState": .string(lab.provisioningState),
+                "vmCreationResourceGroup": .string(lab.id.resourceGroup), "provisioningState": .string(lab.provisioningState.rawValue),
                 "uniqueIdentifier": .string(Self.uniqueIdentifier(lab.id.resourceId)),
             ],
         ]
@@ -52,7 +52,7 @@ extension LocalServeService {
             let existed = (try? await cloud.getLab(id)) != nil
             let lab = try await cloud.createLab(id, location: request.json?["location"]?.string ?? "westeurope")
             if existed { return .json(200, labJSON(lab)) }
-            return started(request, OperationHandle(id: "noop", retryAfter: 0), status: 201, body: labJSON(lab),
+            return started(request, .completed, status: 201, body: labJSON(lab),
                            provider: Self.dtlProvider, location: lab.location, finalTarget: Self.selfTarget(request), headers: .location)
         default:
             return Self.methodNotAllowed(request, "GET and PUT (labs are not deleted through the local cloud's REST face)")
@@ -71,7 +71,7 @@ extension LocalServeService {
         // The compute VM lives in the lab's vmCreationResourceGroup (its own resource group): see ARMComputeDisks.swift.
         let computeID = Self.computeVMResourceID(lab.id, vm.id.name)
         var properties: [String: JSONValue] = [
-            "provisioningState": .string(vm.provisioningState), "lastKnownPowerState": .string(vm.powerState),
+            "provisioningState": .string(vm.provisioningState.rawValue), "lastKnownPowerState": .string(vm.powerState.rawValue),
             "createdDate": .string(vm.createdAt.ISO8601Format()), "computeId": .string(computeID),
             "artifactDeploymentStatus": ["deploymentStatus": .string(deploymentStatus), "artifactsApplied": .number(Double(applied)),
                                          "totalArtifacts": .number(Double(vm.artifacts.count))],
@@ -91,8 +91,8 @@ extension LocalServeService {
         }
         if expand.contains("computevm") {
             properties["computeVm"] = [
-                "statuses": [["code": .string("ProvisioningState/\(vm.provisioningState.lowercased())"), "displayStatus": .string("Provisioning \(vm.provisioningState.lowercased())")],
-                             ["code": .string("PowerState/\(vm.powerState.lowercased())"), "displayStatus": .string("VM \(vm.powerState.lowercased())")]],
+                "statuses": [["code": .string("ProvisioningState/\(vm.provisioningState.rawValue.lowercased())"), "displayStatus": .string("Provisioning \(vm.provisioningState.rawValue.lowercased())")],
+                             ["code": .string("PowerState/\(vm.powerState.rawValue.lowercased())"), "displayStatus": .string("VM \(vm.powerState.rawValue.lowercased())")]],
                 "osType": vm.osType.map { .string($0.rawValue) } ?? .null,
                 "vmSize": "Standard_DS2_v2",
                 "osDiskId": .string(Self.diskResourceID(lab.id, vm.id.name)),
@@ -206,7 +206,7 @@ extension LocalServeService {
             "id": .string(resourceId), "name": .string(image.id.name), "type": "Microsoft.DevTestLab/labs/customImages",
             "location": .string(lab.location), "tags": .strings(image.tags),
             "properties": ["vhd": .object(vhd), "description": .string(image.description), "author": "",
-                           "creationDate": .string(image.createdAt.ISO8601Format()), "provisioningState": .string(image.provisioningState),
+                           "creationDate": .string(image.createdAt.ISO8601Format()), "provisioningState": .string(image.provisioningState.rawValue),
                            "uniqueIdentifier": .string(Self.uniqueIdentifier(resourceId))],
         ]
     }

@@ -10,7 +10,7 @@ extension LocalServeService {
     func deploymentJSON(_ d: Deployment) -> JSONValue {
         let id = "/subscriptions/\(d.subscriptionId)/resourceGroups/\(d.resourceGroup)/providers/Microsoft.Resources/deployments/\(d.name)"
         return ["id": .string(id), "name": .string(d.name), "type": "Microsoft.Resources/deployments",
-                "properties": ["provisioningState": .string(d.provisioningState), "timestamp": .string(d.timestamp.ISO8601Format()),
+                "properties": ["provisioningState": .string(d.provisioningState.rawValue), "timestamp": .string(d.timestamp.ISO8601Format()),
                                "mode": "Incremental", "correlationId": .string(Self.uniqueIdentifier(id))]]
     }
 
@@ -80,7 +80,7 @@ extension LocalServeService {
         }
         // ARM answers a deployment PUT with 201 and an Azure-AsyncOperation URL under the deployment.
         let apiVersion = request.query("api-version") ?? ""
-        let statusURL = "\(request.origin)/subscriptions/\(sub)/resourcegroups/\(rg)/providers/Microsoft.Resources/deployments/\(name)/operationStatuses/\(handle.id)?api-version=\(apiVersion)"
+        let statusURL = "\(request.origin)/subscriptions/\(sub)/resourcegroups/\(rg)/providers/Microsoft.Resources/deployments/\(name)/operationStatuses/\(handle.id ?? "done")?api-version=\(apiVersion)"
         return .json(201, deploymentJSON(created), headers: [("Azure-AsyncOperation", statusURL), ("Retry-After", String(RetryAfter.seconds(handle.retryAfter)))])
     }
 

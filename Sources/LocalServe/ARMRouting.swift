@@ -186,9 +186,14 @@ extension LocalServeService {
     /// status URL headers and `Retry-After` in whole seconds.
     func started(_ request: ServeRequest, _ handle: OperationHandle, status: Int, body: JSONValue?, provider: String,
                  location: String, finalTarget: String?, headers kind: StatusHeader) -> ServeResponse {
+        guard let id = handle.id else {
+            // Completed at once: a synchronous answer, with no operation to poll.
+            if let body { return .json(status, body) }
+            return ServeResponse(status: status)
+        }
         let sub = request.segments.count > 1 ? request.segments[1] : "00000000-0000-0000-0000-000000000000"
         let apiVersion = request.query("api-version") ?? ""
-        let token = OperationToken(id: handle.id, finalTarget: finalTarget).encoded
+        let token = OperationToken(id: id, finalTarget: finalTarget).encoded
         let base = "\(request.origin)/subscriptions/\(sub)/providers/\(provider)/locations/\(location.isEmpty ? "local" : location)"
         var headers: [(name: String, value: String)] = [("Retry-After", String(RetryAfter.seconds(handle.retryAfter)))]
         if kind != .asyncOperation { headers.append(("Location", "\(base)/operationResults/\(token)?api-version=\(apiVersion)")) }

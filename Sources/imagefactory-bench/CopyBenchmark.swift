@@ -159,8 +159,9 @@ enum CopyBenchmark {
             machine = try await backend.getVirtualMachine(vm)
         }
         let blob = BlobID(container: container, name: "golden01.vhd")
-        _ = try await backend.exportOSDisk(vm, to: blob)
+        let export = try await backend.beginDiskExport(vm, to: blob, accessSeconds: 3600)
         _ = try await waitForCopy(backend, blob)
+        _ = try await backend.endDiskExport(export)
         return blob
     }
 

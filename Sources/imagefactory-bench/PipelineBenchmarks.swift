@@ -581,7 +581,7 @@ struct SyntheticFactory {
                 extra += 1
             }
             let labImages = candidates.prefix(share).enumerated().map { n, c in
-                CustomImage(id: CustomImageID(lab: labID, name: c.0), provisioningState: c.3, osType: .windows, sysprep: true,
+                CustomImage(id: CustomImageID(lab: labID, name: c.0), provisioningState: ProvisioningState(c.3), osType: .windows, sysprep: true,
                             description: "Golden image", tags: [FactoryTag.imagePath: c.1, FactoryTag.commit: "0123456789abcdef", FactoryTag.runID: "earlier"],
                             createdAt: now.addingTimeInterval(-ages[c.2] * 86_400 - Double(n)), vhd: nil)
             }

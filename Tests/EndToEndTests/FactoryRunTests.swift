@@ -169,7 +169,7 @@ struct FactoryRunTests {
 
     /// kill -9 at several moments of a run (after a deployment, a disk export, a copy, an image
     /// creation): the next run finishes the work, nothing is duplicated, and nothing is left over.
-    @Test(arguments: ["exportOSDisk", "startBlobCopy", "createCustomImage", "deleteVirtualMachine"])
+    @Test(arguments: ["grantDiskAccess", "startBlobCopy", "createCustomImage", "deleteVirtualMachine"])
     func killedAnywhereLeavesNothingBehind(after kind: String) throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()

@@ -134,7 +134,7 @@ enum Observed {
                   templateBlobSha: sha ?? template.blobSha, sizeBytes: 8 << 20, md5: "md5==", runId: "earlier")
     }
 
-    static func image(_ name: String, in lab: Lab, path: String?, createdAt: Date, state: String = "Succeeded") -> CustomImage {
+    static func image(_ name: String, in lab: Lab, path: String?, createdAt: Date, state: ProvisioningState = .succeeded) -> CustomImage {
         CustomImage(id: CustomImageID(lab: lab.id, name: name), provisioningState: state, osType: .windows, sysprep: true,
                     description: "", tags: path.map { [FactoryTag.imagePath: $0] } ?? ["Owner": "someone"], createdAt: createdAt,
                     vhd: nil)
@@ -146,8 +146,8 @@ enum Observed {
                        contentMD5: md5, lastModified: Date(timeIntervalSince1970: 1_700_000_000), copyStatus: copyStatus)
     }
 
-    static func vm(_ name: String, in factory: Lab, tags: [String: String], provisioningState: String = "Succeeded",
-                   powerState: String = "Deallocated", artifacts: [ArtifactResult] = []) -> LabVirtualMachine {
+    static func vm(_ name: String, in factory: Lab, tags: [String: String], provisioningState: ProvisioningState = .succeeded,
+                   powerState: PowerState = .deallocated, artifacts: [ArtifactResult] = []) -> LabVirtualMachine {
         LabVirtualMachine(id: VirtualMachineID(lab: factory.id, name: name), provisioningState: provisioningState, powerState: powerState,
                           osType: .windows, tags: tags, artifacts: artifacts, createdAt: Date(timeIntervalSince1970: 1_700_000_000),
                           generalized: true)

@@ -102,7 +102,7 @@ struct CloudBackendConformanceTests {
             let running = VirtualMachineID(lab: f.factoryLab.id, name: "running01")
             try await succeed(try await f.backend.deployVirtualMachine(Requests.vm(running, os: .windows, artifacts: ["windows-chrome"])), on: f.backend)
             let target = BlobID(container: f.container, name: "running01.vhd")
-            await expectCloudError(409, "OperationNotAllowed") { try await f.backend.exportOSDisk(running, to: target) }
+            await expectCloudError(409, "OperationNotAllowed") { try await f.backend.beginDiskExport(running, to: target, accessSeconds: 3600) }
             await expectCloudError(404, "BlobNotFound") { try await f.backend.getBlobProperties(target) }
 
             let captured = VirtualMachineID(lab: f.factoryLab.id, name: "captured01")
@@ -113,8 +113,9 @@ struct CloudBackendConformanceTests {
             #expect(vm.artifacts.last?.name == "windows-sysprep")
 
             let vhd = BlobID(container: f.container, name: "captured01.vhd")
-            _ = try await f.backend.exportOSDisk(captured, to: vhd)
+            let export = try await f.backend.beginDiskExport(captured, to: vhd, accessSeconds: 3600)
             let properties = try await finishedCopy(vhd, on: f.backend)
+            try await succeed(try await f.backend.endDiskExport(export), on: f.backend)
             #expect(properties.copyStatus == .success)
             #expect(properties.contentLength > Int64(VirtualDisk.footerSize))
             #expect((properties.contentLength - Int64(VirtualDisk.footerSize)) % (1 << 20) == 0, "a VHD's virtual size is whole MiB")
@@ -273,7 +274,7 @@ struct CloudBackendConformanceTests {
             #expect(vmError?.isTransient == false)
             await expectCloudError(404, "ResourceNotFound") { try await f.backend.stopVirtualMachine(vm) }
             await expectCloudError(404, "ResourceNotFound") { try await f.backend.deleteVirtualMachine(vm) }
-            await expectCloudError(404, "ResourceNotFound") { try await f.backend.exportOSDisk(vm, to: BlobID(container: f.container, name: "x.vhd")) }
+            await expectCloudError(404, "ResourceNotFound") { try await f.backend.beginDiskExport(vm, to: BlobID(container: f.container, name: "x.vhd"), accessSeconds: 3600) }
             await expectCloudError(404, "ResourceNotFound") { try await f.backend.getCustomImage(CustomImageID(lab: f.factoryLab.id, name: "nosuchimage")) }
 
             await expectCloudError(404, "BlobNotFound") { try await f.backend.getBlobProperties(BlobID(container: f.container, name: "nosuchblob")) }

@@ -198,6 +198,41 @@ struct LocalCloudBehaviourTests {
         #expect((10...50).contains(failures), "a 50% rate over 60 reads failed \(failures) times")
     }
 
+    @Test("an export's disk access is held until its copy ends: revoked earlier, the copy fails, as in Azure")
+    func exportNeedsItsAccessUntilTheCopyEnds() async throws {
+        let clock = ManualClock()
+        var settings = LocalCloudFixture.instant
+        settings.latency.copyBase = 30
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("localcloud-tests-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cloud = try LocalCloud(stateDirectory: directory, settings: settings, clock: clock)
+        let factory = try await cloud.createLab(LocalCloudFixture.factoryLabID, location: "westeurope")
+        let container = ContainerID(account: factory.storageAccount, name: "imagefactoryvhds")
+        try await cloud.createContainer(container)
+        let vm = VirtualMachineID(lab: factory.id, name: "export02")
+        _ = try await cloud.deployVirtualMachine(Requests.generalizedVM(vm))
+        clock.advance(by: 60)
+        #expect(try await cloud.getVirtualMachine(vm).isDeallocated)
+
+        // Held until the copy ends: it succeeds.
+        let kept = BlobID(container: container, name: "kept.vhd")
+        let first = try await cloud.beginDiskExport(vm, to: kept, accessSeconds: 3600)
+        #expect(try await cloud.getBlobProperties(kept).copyStatus == .pending)
+        clock.advance(by: 31)
+        #expect(try await cloud.getBlobProperties(kept).copyStatus == .success)
+        _ = try await cloud.endDiskExport(first)
+
+        // Revoked while the copy is pending: the copy fails at once.
+        let early = BlobID(container: container, name: "early.vhd")
+        let second = try await cloud.beginDiskExport(vm, to: early, accessSeconds: 3600)
+        clock.advance(by: 5)
+        #expect(try await cloud.getBlobProperties(early).copyStatus == .pending)
+        _ = try await cloud.endDiskExport(second)
+        let failed = try await cloud.getBlobProperties(early)
+        #expect(failed.copyStatus == .failed)
+        #expect(failed.copyStatusDescription?.contains("revoked") == true)
+    }
+
     @Test("a copy with copyFailure=1 ends failed, and its blob cannot become a custom image")
     func copyFailure() async throws {
         var rates = FaultSettings.Rates()
@@ -224,7 +259,7 @@ struct LocalCloudBehaviourTests {
             try await succeed(try await backend.deployVirtualMachine(Requests.generalizedVM(vm)), on: backend)
             _ = try await waitForVM(vm, on: backend) { $0.isDeallocated }
             let vhd = BlobID(container: local.fixture.container, name: "export01.vhd")
-            _ = try await backend.exportOSDisk(vm, to: vhd)
+            _ = try await backend.beginDiskExport(vm, to: vhd, accessSeconds: 3600)
             #expect(try await finishedCopy(vhd, on: backend).copyStatus == .failed)
         }
     }
@@ -238,8 +273,9 @@ struct LocalCloudBehaviourTests {
         try await succeed(try await backend.deployVirtualMachine(Requests.generalizedVM(vm, tags: ["ImagePath": "Windows/\(name).json"])), on: backend)
         _ = try await waitForVM(vm, on: backend) { $0.isDeallocated }
         let vhd = BlobID(container: local.fixture.container, name: "\(name).vhd")
-        _ = try await backend.exportOSDisk(vm, to: vhd)
+        let export = try await backend.beginDiskExport(vm, to: vhd, accessSeconds: 3600)
         #expect(try await finishedCopy(vhd, on: backend).copyStatus == .success)
+        _ = try await backend.endDiskExport(export)
         return vhd
     }
 
