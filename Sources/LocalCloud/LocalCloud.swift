@@ -201,10 +201,7 @@ public final class LocalCloud: CloudBackend {
         let id = request.vm
         let template = try Self.templateVM(request.template)
         let osType = template.osType
-        if let problem = Naming.vmNameProblem(id.name, osType: osType) {
-            throw CloudError(status: 400, code: "InvalidParameter",
-                             message: "The virtual machine name '\(id.name)' is invalid: it \(problem).")
-        }
+        if let error = AzureNameRules.virtualMachineNameError(id.name, osType: osType) { throw error }
         var planned: [PlannedArtifact] = []
         for artifact in request.artifacts {
             var failure: String?

@@ -63,7 +63,8 @@ struct LocalCloudFixture: Sendable {
 
     static func make(settings: LocalCloudSettings = instant) async throws -> LocalCloudFixture {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("localcloud-tests-\(UUID().uuidString)")
-        let cloud = try LocalCloud(stateDirectory: directory, settings: settings)
+        // The emulated time is moved by the tests (`elapse`), never waited for.
+        let cloud = try LocalCloud(stateDirectory: directory, settings: settings, clock: ManualClock(now: Date()))
         let factory = try await cloud.createLab(factoryLabID, location: "westeurope")
         let target = try await cloud.createLab(targetLabID, location: "northeurope")
         let container = ContainerID(account: factory.storageAccount, name: "imagefactoryvhds")
@@ -137,45 +138,58 @@ enum Requests {
 
 // MARK: - Waiting and errors
 
+/// Lets `seconds` of the backend's time pass: the local cloud's manual clock moves; no test sleeps.
+func elapse(_ seconds: Double, on backend: any CloudBackend) {
+    guard let cloud = backend as? LocalCloud, let clock = cloud.clock as? ManualClock else {
+        Issue.record("The backend under test has no manual clock to move; give it one rather than sleeping.")
+        return
+    }
+    clock.advance(by: max(seconds, 0.001))
+}
+
 /// Polls a long-running operation to its end, as the factory's client does (Retry-After between polls).
-func finish(_ handle: OperationHandle, on backend: any CloudBackend, timeout: Double = 60) async throws -> OperationStatus {
-    let deadline = Date().addingTimeInterval(timeout)
+func finish(_ handle: OperationHandle, on backend: any CloudBackend, timeout: Double = 600) async throws -> OperationStatus {
+    var waited = 0.0
     var delay = handle.retryAfter
-    while Date() < deadline {
-        if delay > 0 { try await Task.sleep(for: .seconds(min(delay, 2))) }
+    while waited <= timeout {
+        if delay > 0 { elapse(min(delay, 2), on: backend); waited += min(delay, 2) }
         let status = try await backend.pollOperation(handle)
         guard case .inProgress(let retryAfter) = status else { return status }
-        delay = retryAfter
+        delay = max(retryAfter, 0.001)
     }
-    throw CloudError(status: 408, code: "TestTimeout", message: "Operation \(handle.id) did not finish within \(timeout) s.")
+    throw CloudError(status: 408, code: "TestTimeout", message: "Operation \(handle.id ?? "completed") did not finish within \(timeout) s.")
 }
 
 /// Polls a long-running operation and requires it to succeed.
 func succeed(_ handle: OperationHandle, on backend: any CloudBackend, sourceLocation: SourceLocation = #_sourceLocation) async throws {
     let status = try await finish(handle, on: backend)
-    #expect(status == .succeeded, "operation \(handle.id) ended \(status)", sourceLocation: sourceLocation)
+    #expect(status == .succeeded, "operation \(handle.id ?? "completed") ended \(status)", sourceLocation: sourceLocation)
 }
 
 /// Polls a blob until its copy is no longer pending.
-func finishedCopy(_ blob: BlobID, on backend: any CloudBackend, timeout: Double = 60) async throws -> BlobProperties {
-    let deadline = Date().addingTimeInterval(timeout)
+func finishedCopy(_ blob: BlobID, on backend: any CloudBackend, timeout: Double = 600) async throws -> BlobProperties {
+    var waited = 0.0
     while true {
         let properties = try await backend.getBlobProperties(blob)
         guard properties.copyStatus == .pending else { return properties }
-        guard Date() < deadline else { throw CloudError(status: 408, code: "TestTimeout", message: "The copy to \(blob) is still pending.") }
-        try await Task.sleep(for: .seconds(min(properties.retryAfter ?? 0.05, 2)))
+        guard waited < timeout else { throw CloudError(status: 408, code: "TestTimeout", message: "The copy to \(blob) is still pending.") }
+        let step = min(properties.retryAfter ?? 0.05, 2)
+        elapse(step, on: backend)
+        waited += step
     }
 }
 
 /// Polls a VM until `done` holds for it.
-func waitForVM(_ id: VirtualMachineID, on backend: any CloudBackend, timeout: Double = 60,
+func waitForVM(_ id: VirtualMachineID, on backend: any CloudBackend, timeout: Double = 600,
                until done: (LabVirtualMachine) -> Bool) async throws -> LabVirtualMachine {
-    let deadline = Date().addingTimeInterval(timeout)
+    var waited = 0.0
     while true {
         let vm = try await backend.getVirtualMachine(id)
         if done(vm) { return vm }
-        guard Date() < deadline else { throw CloudError(status: 408, code: "TestTimeout", message: "VM \(id) never reached the expected state: \(vm).") }
-        try await Task.sleep(for: .seconds(min(vm.retryAfter ?? 0.05, 2)))
+        guard waited < timeout else { throw CloudError(status: 408, code: "TestTimeout", message: "VM \(id) never reached the expected state: \(vm).") }
+        let step = min(vm.retryAfter ?? 0.05, 2)
+        elapse(step, on: backend)
+        waited += step
     }
 }
 

@@ -120,7 +120,7 @@ struct LocalCloudBehaviourTests {
             _ = try await backend.createGallery(gallery(1, in: "77777777-8888-4777-8666-555555555555"), location: "westeurope", description: "")
 
             // After Retry-After, the write goes through.
-            try await Task.sleep(for: .seconds(retryAfter + 0.05))
+            elapse(retryAfter + 0.05, on: backend)
             _ = try await backend.createGallery(gallery(4), location: "westeurope", description: "")
             #expect(try await backend.getGallery(gallery(4)).id == gallery(4))
         }
@@ -140,12 +140,12 @@ struct LocalCloudBehaviourTests {
             _ = try await backend.putBlob(source, data: data, metadata: [:])
             let destination = BlobID(container: local.fixture.container, name: "destination.vhd")
 
-            let started = Date()
+            let clock = try #require(local.cloud.clock as? ManualClock)
             let task = Task { try await backend.startBlobCopy(from: source, to: destination) }
-            try await Task.sleep(for: .milliseconds(100))
+            await clock.waitForSleepers(1)  // the copy hangs in its injected time-out
             task.cancel()
             let result = await task.result
-            #expect(Date().timeIntervalSince(started) < 30, "cancellation should end the wait, not the 60 s time-out")
+            #expect(clock.sleeperCount == 0, "cancellation ended the wait, not the 60 s time-out")
             #expect(throws: CancellationError.self) { try result.get() }
 
             await expectCloudError(404, "BlobNotFound") { try await backend.getBlobProperties(destination) }
