@@ -1,5 +1,8 @@
 import FactoryModel
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Who holds the factory, written beside the lock so a second run can say so.
 public struct LockHolder: Codable, Sendable {
@@ -7,6 +10,9 @@ public struct LockHolder: Codable, Sendable {
     public var host: String
     public var pid: Int32
     public var since: Date
+    /// The holder's lease: proof of ownership when a later run takes over from a holder that is
+    /// provably gone (releasing a lease needs its id, so a live run's lease can never be taken).
+    public var leaseID: String?
 }
 
 /// A lease the lock holds: the run it belongs to and the GUID Blob storage knows it by.
@@ -51,18 +57,49 @@ public struct FactoryLock: Sendable {
         do {
             _ = try await client.call { try await backend.acquireLease(lock, duration: self.leaseSeconds, proposedLeaseID: lease.leaseID) }
         } catch let error as CloudError where error.code == "LeaseAlreadyPresent" {
+            let holder = try? await currentHolder()
+            if let holder, let gone = holder.leaseID, holderIsGone(holder) {
+                // The holder ran on this host and its process no longer exists (kill -9, a crash):
+                // release its lease with its own id and take the factory now, not after the lease expires.
+                // A lease that is not the named holder's (a newer run took it) refuses the release.
+                if (try? await client.call({ try await backend.releaseLease(lock, leaseID: gone) })) != nil {
+                    _ = try await client.call { try await backend.acquireLease(lock, duration: self.leaseSeconds, proposedLeaseID: lease.leaseID) }
+                    try await writeHolder(runID: runID, lease: lease)
+                    return lease
+                }
+            }
             var detail = "another run"
-            if let data = try? await client.call({ try await backend.getBlob(self.holderBlob) }),
-               let holder = try? JSONDecoder.iso.decode(LockHolder.self, from: data) {
+            if let holder {
                 detail = "run \(holder.runID) on \(holder.host) (pid \(holder.pid)) since \(RecordTimestamp.format(holder.since))"
             }
             throw FactoryError(.workFailed, "The factory is busy: \(detail) holds it.",
                                hint: "Wait for that run to finish; a lock left by a killed run expires after \(Int(leaseSeconds)) seconds.")
         }
-        let holder = LockHolder(runID: runID, host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier, since: clock.now())
+        try await writeHolder(runID: runID, lease: lease)
+        return lease
+    }
+
+    /// Who holds the lock, as its holder wrote it.
+    func currentHolder() async throws -> LockHolder {
+        let backend = client.backend
+        let data = try await client.call { try await backend.getBlob(self.holderBlob) }
+        return try JSONDecoder.iso.decode(LockHolder.self, from: data)
+    }
+
+    /// Whether the holder ran on this host and its process is gone. On another host nothing can be
+    /// proven, and a live process (or a reused pid) counts as alive: both wait for the lease instead.
+    func holderIsGone(_ holder: LockHolder) -> Bool {
+        guard holder.host == ProcessInfo.processInfo.hostName, holder.pid > 0,
+              holder.pid != ProcessInfo.processInfo.processIdentifier else { return false }
+        return kill(holder.pid, 0) != 0 && errno == ESRCH
+    }
+
+    private func writeHolder(runID: String, lease: LockLease) async throws {
+        let backend = client.backend
+        let holder = LockHolder(runID: runID, host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier,
+                                since: clock.now(), leaseID: lease.leaseID)
         let data = try JSONEncoder.iso.encode(holder)
         _ = try await client.call { try await backend.putBlob(self.holderBlob, data: data, metadata: [:]) }
-        return lease
     }
 
     public func renew(_ lease: LockLease) async throws {

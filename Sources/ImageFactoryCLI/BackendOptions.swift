@@ -34,7 +34,9 @@ struct BackendOptions: ParsableArguments {
         let directory = stateDirectory(repositoryPath: repositoryPath, environment: environment)
         let settings = try LocalCloudSettings.resolve(stateDirectory: directory, environment: environment)
         do {
-            return try LocalCloud(stateDirectory: directory, settings: settings)
+            return try LocalCloud(stateDirectory: directory, settings: settings, onHold: { name in
+                Console.err("imagefactory: local cloud holding after \(name) (IMAGEFACTORY_LOCAL_HOLD_AFTER)")
+            })
         } catch let error as FactoryError {
             throw error
         } catch {

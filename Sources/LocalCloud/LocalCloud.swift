@@ -25,12 +25,16 @@ public final class LocalCloud: CloudBackend {
     /// The emulated service's time: when operations complete, leases expire, replication ends.
     /// Tests pass a `ManualClock` to move it by hand.
     public let clock: any FactoryClock
+    /// Told when a request is held at `settings.holdAfter` (the CLI says so on standard error).
+    let onHold: (@Sendable (String) -> Void)?
 
     /// Opens (creating if needed) the local cloud in a state directory.
-    public init(stateDirectory: URL, settings: LocalCloudSettings, clock: any FactoryClock = SystemClock()) throws {
+    public init(stateDirectory: URL, settings: LocalCloudSettings, clock: any FactoryClock = SystemClock(),
+                onHold: (@Sendable (String) -> Void)? = nil) throws {
         self.stateDirectory = stateDirectory
         self.settings = settings
         self.clock = clock
+        self.onHold = onHold
         blobsDirectory = stateDirectory.appendingPathComponent("blobs")
         imagesDirectory = stateDirectory.appendingPathComponent("images")
         for dir in [stateDirectory, blobsDirectory, imagesDirectory] {
@@ -68,9 +72,20 @@ public final class LocalCloud: CloudBackend {
 
     // MARK: The request pipeline
 
-    /// Runs one request: request latency, injected faults, write throttling, the body, and a log line.
+    /// Runs one request: request latency, injected faults, write throttling, the body, and a log
+    /// line; then, for tests of interruption, holds the request when it is `settings.holdAfter`.
     func perform<T: Sendable>(_ name: String, kind: OperationKind, write: Bool, subscription: String?, lab: String?, resource: String,
                               _ body: @Sendable () async throws -> T) async throws -> T {
+        let value = try await performLogged(name, kind: kind, write: write, subscription: subscription, lab: lab, resource: resource, body)
+        if let hold = settings.holdAfter, hold == name {
+            onHold?(name)
+            try await clock.sleep(seconds: 365 * 86_400)  // until the process is killed or the task cancelled
+        }
+        return value
+    }
+
+    private func performLogged<T: Sendable>(_ name: String, kind: OperationKind, write: Bool, subscription: String?, lab: String?, resource: String,
+                                            _ body: @Sendable () async throws -> T) async throws -> T {
         let start = self.clock.now()
         var status = 200
         var result = "ok"

@@ -142,6 +142,12 @@ public struct LocalCloudSettings: Codable, Sendable, Equatable {
     public var faults: FaultSettings
     /// Largest number of deployments Azure keeps per resource group.
     public var maxDeploymentsPerResourceGroup: Int
+    /// For tests of interruption (`IMAGEFACTORY_LOCAL_HOLD_AFTER`): once an operation of this kind
+    /// succeeded, the request that made it never returns (until cancelled), and the cloud's
+    /// `onHold` is told, so a test knows the exact moment to kill the process. Never persisted.
+    public var holdAfter: String? = nil
+
+    private enum CodingKeys: String, CodingKey { case latency, throttle, faults, maxDeploymentsPerResourceGroup }
 
     public init(latency: LatencyProfile = .fast, throttle: ThrottleSettings = .azure, faults: FaultSettings = .none,
                 maxDeploymentsPerResourceGroup: Int = 800) {
@@ -171,6 +177,7 @@ public struct LocalCloudSettings: Codable, Sendable, Equatable {
             }
             settings.latency = profile
         }
+        if let hold = environment["IMAGEFACTORY_LOCAL_HOLD_AFTER"], !hold.isEmpty { settings.holdAfter = hold }
         if let faults = environment["IMAGEFACTORY_LOCAL_FAULTS"], !faults.isEmpty {
             settings.faults = try FaultSettings.parse(faults)
         }

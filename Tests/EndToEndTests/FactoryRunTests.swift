@@ -50,14 +50,43 @@ struct FactoryRunTests {
         }
     }
 
-    /// Runs the factory again, waiting (a few seconds at most) for a killed run's lock lease to expire.
+    /// Runs the factory again after a killed run: the lock of a holder that is provably gone (this
+    /// host, no such process) is taken over at once, with no waiting for its lease to expire.
     static func runWaitingForLock(_ repo: FixtureRepository) throws -> CommandResult {
-        var result = try ImageFactory.run(["run", "--repo", repo.path], environment: fast)
-        for _ in 0..<10 where result.status == 1 && result.stderr.contains("The factory is busy") {
-            Thread.sleep(forTimeInterval: 0.5)
-            result = try ImageFactory.run(["run", "--repo", repo.path], environment: fast)
+        try ImageFactory.run(["run", "--repo", repo.path], environment: fast)
+    }
+
+    /// Starts `imagefactory run` with the local cloud told to hold every request of `kind` once it
+    /// succeeded, and returns when the process says it holds one: the exact moment to interrupt it,
+    /// whatever the machine's load. Nil (with an issue recorded) if the run ended first.
+    static func startHeldRun(_ repo: FixtureRepository, holdAfter kind: String, environment extra: [String: String] = [:]) throws -> Process? {
+        let process = Process()
+        process.executableURL = try ImageFactory.binary()
+        process.arguments = ["run", "--repo", repo.path]
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
+        environment["IMAGEFACTORY_LOCAL_HOLD_AFTER"] = kind
+        for (key, value) in extra { environment[key] = value }
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        var text = ""
+        while !text.contains("holding after \(kind)") {
+            let data = errors.fileHandleForReading.availableData  // blocks until the process writes or exits
+            if data.isEmpty {
+                Issue.record("the run ended before it held at \(kind): \(text)")
+                return nil
+            }
+            text += String(decoding: data, as: UTF8.self)
         }
-        return result
+        return process
+    }
+
+    /// Starts `imagefactory run` and returns once it has deployed its first VM.
+    static func startRunAndWaitForDeployment(_ repo: FixtureRepository) throws -> Process? {
+        #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: instant).status == 0)
+        return try startHeldRun(repo, holdAfter: "deployVirtualMachine", environment: ["IMAGEFACTORY_LOCAL_LATENCY": "fast"])
     }
 
     @Test func fullRunThenNothingToDo() throws {
@@ -77,33 +106,10 @@ struct FactoryRunTests {
         }
     }
 
-    /// Starts `imagefactory run` with slow deployments (cloud.json) and returns once it has deployed
-    /// its first VM: the moment to interrupt it, whatever the machine's load.
-    static func startRunAndWaitForDeployment(_ repo: FixtureRepository) throws -> Process {
-        #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: instant).status == 0)
-        try Data(slowCloudSettings(deploymentSeconds: 2).utf8).write(to: repo.url(".imagefactory/cloud.json"))
-        let process = Process()
-        process.executableURL = try ImageFactory.binary()
-        process.arguments = ["run", "--repo", repo.path]
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
-        environment["IMAGEFACTORY_LOCK_SECONDS"] = "1"
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var deployed = false
-        for _ in 0..<400 where !deployed {
-            Thread.sleep(forTimeInterval: 0.05)
-            deployed = (try? operations(repo))?.contains { $0["kind"] as? String == "deployVirtualMachine" && $0["result"] as? String == "ok" } ?? false
-        }
-        #expect(deployed, "the run never deployed a VM")
-        return process
-    }
-
     @Test func killedRunFinishesOnTheNextRun() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
-            let process = try Self.startRunAndWaitForDeployment(repo)
+            let process = try #require(try Self.startRunAndWaitForDeployment(repo))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             #expect(process.terminationReason == .uncaughtSignal)
@@ -122,37 +128,12 @@ struct FactoryRunTests {
         }
     }
 
-    /// Local cloud settings where a deployment takes `deploymentSeconds`: a run that holds the lock long enough to overlap.
-    static func slowCloudSettings(deploymentSeconds: Double) -> String {
-        """
-        {"latency": {"name": "slow-deploy", "request": 0, "deployment": \(deploymentSeconds), "artifact": 0, "shutdown": 0.05, "delete": 0.05,
-                     "copyBase": 0.05, "copyBytesPerSecond": 0, "customImage": 0.05, "galleryVersion": 0.05,
-                     "windowsDiskBytes": 8388608, "linuxDiskBytes": 4194304},
-         "throttle": {"capacity": 0, "refillPerSecond": 0, "enabled": false},
-         "faults": {"seed": 1, "rates": [], "timeoutSeconds": 0.5},
-         "maxDeploymentsPerResourceGroup": 800}
-        """
-    }
-
     @Test func overlappingRunIsRefused() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
-            // Initialise the cloud, then make deployments slow (cloud.json) so the first run holds the factory for a while.
+            // The first run holds the factory: its deployments are held once made.
             #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.instant).status == 0)
-            try Data(Self.slowCloudSettings(deploymentSeconds: 30).utf8).write(to: repo.url(".imagefactory/cloud.json"))
-            let process = Process()
-            process.executableURL = try ImageFactory.binary()
-            process.arguments = ["run", "--repo", repo.path]
-            process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            var locked = false
-            for _ in 0..<400 where !locked {
-                Thread.sleep(forTimeInterval: 0.05)
-                locked = (try? Self.operations(repo))?.contains { $0["kind"] as? String == "acquireLease" && $0["result"] as? String == "ok" } ?? false
-            }
-            #expect(locked)
+            let process = try #require(try Self.startHeldRun(repo, holdAfter: "deployVirtualMachine"))
             let second = try ImageFactory.run(["run", "--repo", repo.path])
             #expect(second.status == 1, "\(second)")
             #expect(second.stderr.contains("The factory is busy: run "), "\(second)")
@@ -174,23 +155,10 @@ struct FactoryRunTests {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
             #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.instant).status == 0)
-            let process = Process()
-            process.executableURL = try ImageFactory.binary()
-            process.arguments = ["run", "--repo", repo.path]
-            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
-            environment["IMAGEFACTORY_LOCAL_LATENCY"] = "fast"
-            environment["IMAGEFACTORY_LOCK_SECONDS"] = "1"
-            process.environment = environment
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            var reached = false
-            for _ in 0..<600 where !reached && process.isRunning {
-                Thread.sleep(forTimeInterval: 0.01)
-                reached = (try? Self.operations(repo))?.contains { $0["kind"] as? String == kind && $0["result"] as? String == "ok" } ?? false
-            }
+            let process = try #require(try Self.startHeldRun(repo, holdAfter: kind, environment: ["IMAGEFACTORY_LOCAL_LATENCY": "fast"]))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
+            let reached = try Self.operations(repo).contains { $0["kind"] as? String == kind && $0["result"] as? String == "ok" }
             #expect(reached, "the run never reached \(kind)")
 
             let again = try Self.runWaitingForLock(repo)
@@ -217,7 +185,7 @@ struct FactoryRunTests {
     @Test func interruptExitsWith130() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
-            let process = try Self.startRunAndWaitForDeployment(repo)
+            let process = try #require(try Self.startRunAndWaitForDeployment(repo))
             kill(process.processIdentifier, SIGINT)
             process.waitUntilExit()
             #expect(process.terminationStatus == 130)

@@ -62,6 +62,48 @@ struct LockAndApplyTests {
         #expect(String(decoding: holder, as: UTF8.self).contains("\"runID\":\"B\""))
     }
 
+    /// Rewrites the holder record as if another process had taken the lock.
+    static func pretendHolder(_ factory: LocalFactory, lock: FactoryLock, pid: Int32, host: String = ProcessInfo.processInfo.hostName) async throws {
+        let blob = BlobID(container: try await factory.container(of: "ImageFactory"), name: FactoryLockBlobs.holder)
+        var holder = try JSONDecoder.iso8601.decode(LockHolder.self, from: try await factory.observer.getBlob(blob))
+        holder.pid = pid
+        holder.host = host
+        _ = try await factory.observer.putBlob(blob, data: try JSONEncoder().encodeISO(holder), metadata: [:])
+    }
+
+    /// The pid of a process that has exited (and been reaped).
+    static func deadPID() throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/true")
+        try process.run()
+        process.waitUntilExit()
+        return process.processIdentifier
+    }
+
+    @Test("a lock whose holder is provably gone (this host, no such process) is taken over at once; a live or remote holder's is not")
+    func deadHolderIsTakenOver() async throws {
+        let clock = ManualClock()
+        let factory = try await LocalFactory(Self.fixture(), clock: clock)
+        let killed = try await Self.lock(factory, leaseSeconds: 60)
+        _ = try await killed.acquire(runID: "A")
+
+        // A holder on another host, or a live process here: busy, until the lease expires.
+        try await Self.pretendHolder(factory, lock: killed, pid: try Self.deadPID(), host: "another-host")
+        let next = try await Self.lock(factory, leaseSeconds: 60)
+        await #expect(throws: FactoryError.self) { _ = try await next.acquire(runID: "B") }
+        try await Self.pretendHolder(factory, lock: killed, pid: getppid())
+        await #expect(throws: FactoryError.self) { _ = try await next.acquire(runID: "B") }
+
+        // The same holder, gone: taken over with no time passing.
+        try await Self.pretendHolder(factory, lock: killed, pid: try Self.deadPID())
+        let lease = try await next.acquire(runID: "B")
+        let holder = try JSONDecoder.iso8601.decode(LockHolder.self, from: try await factory.observer.getBlob(
+            BlobID(container: try await factory.container(of: "ImageFactory"), name: FactoryLockBlobs.holder)))
+        #expect(holder.runID == "B")
+        #expect(holder.leaseID == lease.leaseID)
+        await next.release(lease)
+    }
+
     @Test("withLock releases the factory when its body ends, even by throwing")
     func withLockReleases() async throws {
         let factory = try await LocalFactory(Self.fixture())
@@ -147,5 +189,21 @@ struct LockAndApplyTests {
         #expect(rest.failed.isEmpty)
         #expect(try await factory.images("DevLab").count == 3)
         #expect(try await factory.observer.listVirtualMachines(lab: factory.factoryLab).isEmpty)
+    }
+}
+
+extension JSONDecoder {
+    static var iso8601: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}
+
+extension JSONEncoder {
+    func encodeISO<T: Encodable>(_ value: T) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        return try encoder.encode(value)
     }
 }
