@@ -52,6 +52,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What a run leaves for people and CI: the versioned JSON run report, JUnit XML, the Markdown
+        // summary and the HTML image catalogue. Pure renderers over the engine's results.
+        .target(
+            name: "FactoryReports",
+            dependencies: ["FactoryModel", "FactoryEngine"]
+        ),
         // The embedded local cloud: SQLite records (GRDB) and sparse VHD files in a state directory.
         .target(
             name: "LocalCloud",
@@ -82,7 +88,7 @@ let package = Package(
         .target(
             name: "ImageFactoryCLI",
             dependencies: [
-                "FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud", "LocalServe",
+                "FactoryModel", "FactoryGit", "FactoryEngine", "FactoryReports", "LocalCloud", "LocalServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -98,7 +104,8 @@ let package = Package(
         .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel"]),
         .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
         .testTarget(name: "LocalServeTests", dependencies: ["LocalServe", "LocalCloud", "FactoryModel"]),
-        .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"], exclude: ["Golden"]),
+        .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"]),
+        .testTarget(name: "FactoryReportsTests", dependencies: ["FactoryReports", "FactoryEngine", "FactoryModel"], exclude: ["Golden"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", "ImageFactoryCLI", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FactoryEngine
+import FactoryReports
 import FactoryModel
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import FactoryEngine
 import FactoryModel
 import Foundation
 

@@ -4,7 +4,8 @@ import Testing
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
-@testable import FactoryEngine
+import FactoryEngine
+@testable import FactoryReports
 
 /// Reports of a run: the JSON report, JUnit XML (read back with an XML parser) and the Markdown
 /// summary (compared with a golden file).

@@ -1,0 +1,79 @@
+import FactoryEngine
+import FactoryModel
+import Foundation
+
+/// The versioned JSON report of a run (`--report-json`): every action with its stage, target,
+/// result, duration and error. Built from a `RunSummary`; renderers below turn it into JUnit XML
+/// and a Markdown summary.
+public struct RunReport: Codable, Sendable, Equatable {
+    public static let currentFormatVersion = 1
+
+    public enum Result: String, Codable, Sendable {
+        /// Every action succeeded and nothing is in error.
+        case succeeded
+        /// Some actions failed, but every build and capture succeeded: new images exist, not everywhere yet.
+        case partiallySucceeded
+        case failed
+    }
+
+    public struct Action: Codable, Sendable, Equatable {
+        public var id: String
+        public var stage: Stage
+        public var kind: ActionKind
+        /// The lab (or factory lab) the action is about.
+        public var target: String?
+        public var imagePath: String?
+        public var imageName: String?
+        public var result: ActionResult.Outcome
+        public var durationSeconds: Double
+        public var error: String?
+        public var reason: String
+        public var crossRegion: Bool?
+    }
+
+    public var formatVersion: Int
+    public var runId: String
+    public var commit: String?
+    public var startedAt: Date
+    public var finishedAt: Date
+    public var result: Result
+    public var actions: [Action]
+    public var diagnostics: [Diagnostic]
+
+    public init(summary: RunSummary, startedAt: Date, finishedAt: Date) {
+        formatVersion = RunReport.currentFormatVersion
+        runId = summary.runID
+        commit = summary.commit
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        actions = summary.results.map {
+            Action(id: $0.action.id, stage: $0.action.stage, kind: $0.action.kind, target: $0.action.lab, imagePath: $0.action.imagePath,
+                   imageName: $0.action.imageName, result: $0.outcome, durationSeconds: ($0.duration * 1000).rounded() / 1000,
+                   error: $0.outcome == .succeeded ? nil : $0.message, reason: $0.action.reason, crossRegion: $0.action.crossRegion)
+        }
+        diagnostics = summary.diagnostics
+        result = RunReport.classify(actions: actions, diagnostics: diagnostics)
+    }
+
+    /// The documented rule: succeeded when nothing failed; partially succeeded when only
+    /// distribution, cleanup or retirement actions failed while some action succeeded;
+    /// failed otherwise (a build or capture failed, nothing succeeded, or a configuration error).
+    public static func classify(actions: [Action], diagnostics: [Diagnostic]) -> Result {
+        let failed = actions.filter { $0.result == .failed }
+        if failed.isEmpty && !diagnostics.hasErrors { return .succeeded }
+        let buildFailed = failed.contains { $0.stage == .build || $0.stage == .snap }
+        let anySucceeded = actions.contains { $0.result == .succeeded }
+        if !buildFailed && anySucceeded { return .partiallySucceeded }
+        return .failed
+    }
+
+    public var failedActions: [Action] { actions.filter { $0.result == .failed } }
+    public var durationSeconds: Double { finishedAt.timeIntervalSince(startedAt) }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return try encoder.encode(self)
+    }
+}
