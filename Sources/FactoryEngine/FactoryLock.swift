@@ -39,6 +39,36 @@ public struct FactoryLock: Sendable {
     var lockBlob: BlobID { BlobID(container: container, name: FactoryLockBlobs.lock) }
     var holderBlob: BlobID { BlobID(container: container, name: FactoryLockBlobs.holder) }
 
+    /// Takes the lock, waiting up to `timeout` seconds for a busy factory (as Terraform's
+    /// `-lock-timeout`), trying again every few seconds; then throws the busy error naming the holder.
+    public func acquire(runID: String, timeout: Double) async throws -> LockLease {
+        let deadline = clock.now().addingTimeInterval(timeout)
+        while true {
+            do {
+                return try await acquire(runID: runID)
+            } catch let error as FactoryError where error.exitCode == .busy {
+                let remaining = clock.seconds(until: deadline)
+                guard remaining > 0 else { throw error }
+                try await clock.sleep(seconds: min(5, remaining))
+            }
+        }
+    }
+
+    /// Breaks the lock on purpose (`imagefactory unlock`), whoever holds it, and removes the holder
+    /// record. Returns who held it, when that is known.
+    public func breakLock() async throws -> LockHolder? {
+        let backend = client.backend
+        let lock = lockBlob
+        let holder = try? await currentHolder()
+        do {
+            _ = try await client.call { try await backend.breakLease(lock, period: 0) }
+        } catch let error as CloudError where error.isNotFound || error.code == "LeaseNotPresentWithLeaseOperation" {}
+        do {
+            try await client.call { try await backend.deleteBlob(self.holderBlob) }
+        } catch let error as CloudError where error.isNotFound {}
+        return holder
+    }
+
     /// Takes the lock or throws a FactoryError naming the holder and since when.
     public func acquire(runID: String) async throws -> LockLease {
         let backend = client.backend
@@ -72,7 +102,7 @@ public struct FactoryLock: Sendable {
             if let holder {
                 detail = "run \(holder.runID) on \(holder.host) (pid \(holder.pid)) since \(RecordTimestamp.format(holder.since))"
             }
-            throw FactoryError(.workFailed, "The factory is busy: \(detail) holds it.",
+            throw FactoryError(.busy, "The factory is busy: \(detail) holds it.",
                                hint: "Wait for that run to finish; a lock left by a killed run expires after \(Int(leaseSeconds)) seconds.")
         }
         try await writeHolder(runID: runID, lease: lease)
@@ -80,7 +110,7 @@ public struct FactoryLock: Sendable {
     }
 
     /// Who holds the lock, as its holder wrote it.
-    func currentHolder() async throws -> LockHolder {
+    public func currentHolder() async throws -> LockHolder {
         let backend = client.backend
         let data = try await client.call { try await backend.getBlob(self.holderBlob) }
         return try JSONDecoder.iso.decode(LockHolder.self, from: data)
@@ -127,9 +157,10 @@ public struct FactoryLock: Sendable {
         }.value
     }
 
-    /// Runs `body` while holding the lock, renewing it every third of the lease.
-    public func withLock<T: Sendable>(runID: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let lease = try await acquire(runID: runID)
+    /// Runs `body` while holding the lock, renewing it every third of the lease. A busy factory is
+    /// waited for up to `timeout` seconds.
+    public func withLock<T: Sendable>(runID: String, timeout: Double = 0, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let lease = try await acquire(runID: runID, timeout: timeout)
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask {

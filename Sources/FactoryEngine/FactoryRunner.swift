@@ -6,11 +6,23 @@ public struct FactoryRunner: Sendable {
     public var client: CloudClient
     public var configuration: FactoryConfiguration
     public var lockSeconds: Double
+    /// How long a run waits for a busy factory before giving up (0: not at all).
+    public var lockTimeout: Double = 0
 
     public init(backend: any CloudBackend, configuration: FactoryConfiguration, lockSeconds: Double = 60, clock: any FactoryClock = SystemClock()) {
         self.client = CloudClient(backend: backend, clock: clock)
         self.configuration = configuration
         self.lockSeconds = lockSeconds
+    }
+
+    /// The factory's lock, where the factory lab's storage is (for `imagefactory unlock`).
+    public func lock() async throws -> FactoryLock {
+        let settings = configuration.settings
+        let backend = client.backend
+        let lab = try await client.call {
+            try await backend.getLab(LabID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, name: settings.factoryLab))
+        }
+        return FactoryLock(client: client, container: ContainerID(account: lab.storageAccount, name: settings.container), leaseSeconds: lockSeconds)
     }
 
     public func inventory() async throws -> Inventory {
@@ -36,12 +48,13 @@ public struct FactoryRunner: Sendable {
         }
         guard plan.hasWrites else {
             // Nothing to change: no lock, no writes at all.
+            events(.runStarted(plan, revised: false))
             return RunSummary(runID: runID, commit: plan.commit, results: [], diagnostics: plan.diagnostics)
         }
         let lock = FactoryLock(client: client, container: plan.factory.container, leaseSeconds: lockSeconds)
         let client = self.client
         let configuration = self.configuration
-        return try await lock.withLock(runID: runID) {
+        return try await lock.withLock(runID: runID, timeout: lockTimeout) {
             // Re-read under the lock: another run may have changed the cloud since planning.
             let inventory = try await InventoryReader(client: client).read(configuration)
             var current = plan
@@ -51,10 +64,10 @@ public struct FactoryRunner: Sendable {
                                                     hint: "Make a new plan with `imagefactory plan --out FILE` and review it.")
                 }
                 current = FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: plan.settings.force, now: client.clock.now()))
-                current.actions = current.actions.filter { stages.contains($0.stage) }
-                // Whoever shows progress counts the plan that runs, not the one made before the lock.
-                events(.planRevised(current))
+                    .selecting(stages: stages)
             }
+            // Whoever shows progress counts the plan that runs, not the one made before the lock.
+            events(.runStarted(current, revised: current != plan))
             let executor = FactoryExecutor(client: client, options: ExecutionOptions(runID: runID, stages: stages), events: events)
             return try await executor.execute(current)
         }

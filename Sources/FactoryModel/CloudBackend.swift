@@ -540,6 +540,8 @@ public protocol BlobStorage: Sendable {
     func acquireLease(_ id: BlobID, duration: Double, proposedLeaseID: String) async throws -> String
     func renewLease(_ id: BlobID, leaseID: String) async throws
     func releaseLease(_ id: BlobID, leaseID: String) async throws
+    /// Breaks a lease without its id (`x-ms-lease-action: break`); returns the seconds until it is broken (0 for at once).
+    func breakLease(_ id: BlobID, period: Double?) async throws -> Int
 }
 
 /// DevTest Labs custom images.

@@ -68,6 +68,8 @@ public enum FactoryExitCode: Int32, Sendable {
     case invalidInput = 2
     /// The backend could not be reached or authentication failed.
     case backendUnavailable = 3
+    /// The factory is busy (another run holds its lock): nothing was done; try again later.
+    case busy = 75
     /// Command-line usage error.
     case usage = 64
     /// Interrupted (Ctrl-C).

@@ -401,6 +401,36 @@ public struct Plan: Codable, Sendable, Equatable {
     }
 
     public func actions(in stage: Stage) -> [PlanAction] { actions.filter { $0.stage == stage } }
+
+    /// The plan as a run of only `stages` executes it. An action that depends (directly or
+    /// through others) on an action outside the selection could only be skipped, so it is left
+    /// out here, and a note says which stage it waits for: a plan and its run agree.
+    public func selecting(stages: Set<Stage>) -> Plan {
+        guard stages != Set(Stage.allCases) else { return self }
+        var selected = self
+        var kept = Set(actions.filter { stages.contains($0.stage) }.map(\.id))
+        let inPlan = Set(actions.map(\.id))
+        var waitsFor: [String: Stage] = [:]  // left-out action id -> the stage it waits for
+        var changed = true
+        while changed {
+            changed = false
+            for action in actions where kept.contains(action.id) {
+                guard let blocker = action.dependsOn.first(where: { inPlan.contains($0) && !kept.contains($0) }) else { continue }
+                kept.remove(action.id)
+                waitsFor[action.id] = waitsFor[blocker] ?? actions.first { $0.id == blocker }?.stage
+                changed = true
+            }
+        }
+        selected.actions = actions.filter { kept.contains($0.id) }
+        let byStage = Dictionary(grouping: waitsFor, by: \.value)
+        for (stage, left) in byStage.sorted(by: { $0.key < $1.key }) {
+            let kinds = Dictionary(grouping: left.compactMap { id in actions.first { $0.id == id.key } }, by: \.stage)
+                .sorted { $0.key < $1.key }.map { "\($0.value.count) \($0.key.rawValue)" }.joined(separator: ", ")
+            selected.diagnostics.append(.note("Left out \(left.count) action\(left.count == 1 ? "" : "s") (\(kinds)): \(left.count == 1 ? "it waits" : "they wait") for the \(stage.rawValue) stage, which this run does not include.",
+                                              hint: "Run `imagefactory \(stage.rawValue)` first, or `imagefactory run` for every stage."))
+        }
+        return selected
+    }
     public var deletionCount: Int { actions.filter(\.deletesImage).count }
     /// Every action changes something; a plan without actions changes nothing.
     public var hasWrites: Bool { !actions.isEmpty }

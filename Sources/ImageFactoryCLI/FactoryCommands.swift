@@ -11,6 +11,45 @@ struct RunOptions: ParsableArguments {
     var force: Bool = false
 }
 
+/// How a run that changes the cloud treats a busy factory.
+struct LockOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Wait this long for a busy factory (e.g. 90s, 10m, 1h; default 0: exit 75 at once).", valueName: "duration"))
+    var lockTimeout: String?
+
+    func validate() throws { _ = try seconds() }
+
+    /// The timeout in seconds.
+    func seconds() throws -> Double {
+        guard let lockTimeout else { return 0 }
+        guard let value = Duration.parse(lockTimeout) else {
+            throw ValidationError("--lock-timeout \(lockTimeout) is not a duration: use seconds (90), or a number with s, m or h (90s, 10m, 1h30m).")
+        }
+        return value
+    }
+}
+
+/// Durations as people write them: `90`, `90s`, `10m`, `1h30m`.
+enum Duration {
+    static func parse(_ text: String) -> Double? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if let plain = Double(trimmed), plain >= 0 { return plain }
+        var total = 0.0
+        var number = ""
+        for character in trimmed {
+            if character.isNumber || character == "." { number.append(character); continue }
+            guard let value = Double(number) else { return nil }
+            switch character {
+            case "s": total += value
+            case "m": total += value * 60
+            case "h": total += value * 3600
+            default: return nil
+            }
+            number = ""
+        }
+        return number.isEmpty && !trimmed.isEmpty ? total : nil
+    }
+}
+
 /// Everything a factory command needs, resolved once: configuration, backend, runner.
 struct FactoryContext {
     var configuration: FactoryConfiguration
@@ -82,6 +121,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup var lockOptions: LockOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     @Option(name: .long, parsing: .upToNextOption, help: ArgumentHelp("Stages to run (default: all): build snap distribute cleanup retire.", valueName: "stage"))
@@ -98,7 +138,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let selected = Set(stages.flatMap { $0.split(separator: ",").compactMap { Stage(rawValue: String($0)) } })
-        try await FactoryRun.execute(factory, reports: reports,
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(),
                                      force: runOptions.force, stages: selected.isEmpty ? Set(Stage.allCases) : selected, dryRun: dryRun, planFile: nil)
     }
 }
@@ -111,13 +151,14 @@ struct StageCommand<S: StageName>: AsyncParsableCommand {
 
     @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup var lockOptions: LockOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     @Flag(name: .long, help: "Print the plan and change nothing.")
     var dryRun: Bool = false
 
     func run() async throws {
-        try await FactoryRun.execute(factory, reports: reports,
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(),
                                      force: runOptions.force, stages: [S.stage], dryRun: dryRun, planFile: nil)
     }
 }
@@ -137,24 +178,29 @@ struct ApplyCommand: AsyncParsableCommand {
     var planFile: String
 
     @OptionGroup var factory: FactoryOptions
+    @OptionGroup var lockOptions: LockOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     func run() async throws {
-        try await FactoryRun.execute(factory, reports: reports,
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(),
                                      force: false, stages: Set(Stage.allCases), dryRun: false, planFile: planFile)
     }
 }
 
 /// The shared body of `run`, the stage commands and `apply`.
 enum FactoryRun {
-    static func execute(_ factory: FactoryOptions, reports: ReportOptions, force: Bool, stages: Set<Stage>, dryRun: Bool,
+    static func execute(_ factory: FactoryOptions, reports: ReportOptions, lockTimeout: Double, force: Bool, stages: Set<Stage>, dryRun: Bool,
                         planFile: String?) async throws {
         let ci = factory.output.ciMode
-        let summary: RunSummary
-        let console: RunConsole
         let startedAt = Date()
+        let runID = RunID.make()
+        // Made first, so that a run stopped before it started still writes its reports (with the error).
+        let console = RunConsole(ci: ci, options: reports, runID: runID, json: factory.output.json && !dryRun)
+        let summary: RunSummary
         do {
-            let context = try await factory.context(writes: !dryRun)
+            var context = try await factory.context(writes: !dryRun)
+            context.runner.lockTimeout = lockTimeout
+            console.locateFailures(with: ActionSourceLocator(configuration: context.configuration))
             let plan: Plan
             if let planFile {
                 let data: Data
@@ -167,11 +213,7 @@ enum FactoryRun {
             } else {
                 plan = try await context.runner.plan(force: force).0
             }
-            let selected = {
-                var selected = plan
-                selected.actions = plan.actions.filter { stages.contains($0.stage) }
-                return selected
-            }()
+            let selected = plan.selecting(stages: stages)
             if dryRun {
                 if factory.output.json { Console.out(String(decoding: try selected.encoded(), as: UTF8.self)) } else { PlanRenderer.print(selected) }
                 DiagnosticRenderer.printAnnotations(selected.diagnostics, ci: ci)
@@ -179,16 +221,17 @@ enum FactoryRun {
                 if selected.diagnostics.hasErrors { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
                 return
             }
-            let runID = RunID.make()
-            let runConsole = RunConsole(ci: ci, options: reports, plan: selected, source: ActionSourceLocator(configuration: context.configuration))
-            console = runConsole
-            runConsole.start(runID: runID, plan: selected)
+            let runner = context.runner
             summary = try await Interrupts.cancellable {
-                try await context.runner.execute(selected, runID: runID, stages: stages, requireSamePlanBasis: planFile != nil,
-                                                 events: { runConsole.event($0) })
+                try await runner.execute(selected, runID: runID, stages: stages, requireSamePlanBasis: planFile != nil,
+                                                 events: { console.event($0) })
             }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
-            throw ErrorMapper.report(error, ci: ci)
+            let exit = ErrorMapper.report(error, ci: ci)
+            if !dryRun { console.finishStopped(error, runID: runID, startedAt: startedAt) }
+            throw exit
         }
         let report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
         do { try console.finish(report, summary: summary) } catch { throw ErrorMapper.report(error, ci: ci) }
@@ -277,6 +320,10 @@ struct ReportCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Where to write the HTML catalogue.", valueName: "file"))
     var html: String
 
+    func validate() throws {
+        if factory.output.json { throw ValidationError("`report` writes an HTML page; --json does not apply to it.") }
+    }
+
     func run() async throws {
         do {
             let context = try await factory.context(writes: false)
@@ -286,6 +333,39 @@ struct ReportCommand: AsyncParsableCommand {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(page.utf8).write(to: url)
             Console.out("Wrote the catalogue of \(context.configuration.templates.count) golden images to \(html)")
+        } catch {
+            throw ErrorMapper.report(error, ci: factory.output.ciMode)
+        }
+    }
+}
+
+/// `imagefactory unlock`: breaks the factory's lock on purpose, after naming who holds it.
+struct UnlockCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unlock",
+        abstract: "Break the factory's lock on purpose (a run on another machine that is gone); asks for --yes.",
+        discussion: "A lock left by a run killed on this machine is taken over by the next run at once, and any lock expires a minute after its holder stopped renewing it: unlock is for when waiting is not an option.")
+
+    @OptionGroup var factory: FactoryOptions
+
+    @Flag(name: .long, help: "Break the lock: without it, unlock only says who holds it.")
+    var yes: Bool = false
+
+    func run() async throws {
+        do {
+            let context = try await factory.context(writes: yes)
+            let lock = try await context.runner.lock()
+            let holder = try? await lock.currentHolder()
+            let who = holder.map { "run \($0.runID) on \($0.host) (pid \($0.pid)) since \(RecordTimestamp.format($0.since))" } ?? "an unknown holder"
+            guard yes else {
+                Console.out("The factory lock was last taken by \(who).")
+                Console.out("Breaking it lets another run start while that one may still be working. Run `imagefactory unlock --yes` to break it.")
+                throw ExitCode(FactoryExitCode.usage.rawValue)
+            }
+            _ = try await lock.breakLock()
+            Console.out("Broke the factory lock held by \(who).")
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw ErrorMapper.report(error, ci: factory.output.ciMode)
         }

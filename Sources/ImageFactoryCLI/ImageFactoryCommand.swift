@@ -17,11 +17,12 @@ public struct ImageFactoryCommand: AsyncParsableCommand {
             subscribes to it, and retires old images. The embedded local cloud is the default backend.
 
             Exit codes: 0 success, 1 work failed, 2 invalid configuration or input (nothing changed), \
-            3 backend unreachable or authentication failed, 64 usage error, 130 interrupted.
+            3 backend unreachable or authentication failed, 64 usage error, 75 factory busy (try again later), 130 interrupted.
             """,
         version: BuildInfo.versionString,
         subcommands: [
-            ValidateCommand.self, PlanCommand.self, RunCommand.self, ApplyCommand.self, ImagesCommand.self, ReportCommand.self, LocalCommand.self,
+            ValidateCommand.self, PlanCommand.self, RunCommand.self, ApplyCommand.self, ImagesCommand.self, ReportCommand.self, UnlockCommand.self,
+            LocalCommand.self,
             StageCommand<BuildStage>.self, StageCommand<SnapStage>.self, StageCommand<DistributeStage>.self,
             StageCommand<CleanupStage>.self, StageCommand<RetireStage>.self,
         ])

@@ -74,6 +74,7 @@ struct PreviewBackend: CloudBackend {
     func acquireLease(_ id: BlobID, duration: Double, proposedLeaseID: String) async throws -> String { throw refused("Leasing \(id)") }
     func renewLease(_ id: BlobID, leaseID: String) async throws { throw refused("Renewing the lease on \(id)") }
     func releaseLease(_ id: BlobID, leaseID: String) async throws { throw refused("Releasing the lease on \(id)") }
+    func breakLease(_ id: BlobID, period: Double?) async throws -> Int { throw refused("Breaking the lease on \(id)") }
 
     // Custom images
     func createCustomImage(_ request: CustomImageRequest) async throws -> OperationHandle { throw refused("Creating image \(request.id)") }

@@ -1,4 +1,5 @@
 import FactoryEngine
+import FactoryReports
 import FactoryModel
 import Foundation
 
@@ -34,21 +35,26 @@ enum PlanRenderer {
 
 /// The end-of-run summary: what failed, with the resource and the cloud's message.
 enum SummaryRenderer {
-    static func print(_ summary: RunSummary) {
+    /// The summary, ending with the run's one result: the same word the JSON report, the Markdown
+    /// summary and Azure DevOps' task result use.
+    static func print(_ summary: RunSummary, result: RunReport.Result, to out: (String) -> Void = Console.out) {
         let ok = summary.results.filter { $0.outcome == .succeeded }.count
         let skipped = summary.results.filter { $0.outcome == .skipped }.count
-        Console.out("\nSummary of run \(summary.runID): \(ok) succeeded, \(summary.failed.count) failed, \(skipped) skipped")
+        out("\nSummary of run \(summary.runID): \(ok) succeeded, \(summary.failed.count) failed, \(skipped) skipped")
         for r in summary.failed {
-            Console.out("  FAILED \(r.action.kind.rawValue) \(r.action.id)\(r.action.lab.map { " in \($0)" } ?? ""): \(r.message ?? "")")
+            out("  FAILED \(r.action.kind.rawValue) \(r.action.id)\(r.action.lab.map { " in \($0)" } ?? ""): \(r.message ?? "")")
         }
         for r in summary.results where r.outcome == .skipped {
-            Console.out("  skipped \(r.action.id): \(r.message ?? "")")
+            out("  skipped \(r.action.id): \(r.message ?? "")")
         }
-        // Errors and warnings (a VM the factory does not know, an unreadable record): reported, never hidden.
-        let issues = summary.diagnostics.errors + summary.diagnostics.warnings
-        if !issues.isEmpty { DiagnosticRenderer.printText(issues, to: Console.out) }
+        // Errors, warnings and notes (a VM the factory does not know, actions left out): reported, never hidden.
+        if !summary.diagnostics.isEmpty { DiagnosticRenderer.printText(summary.diagnostics, to: out) }
         let warnings = summary.diagnostics.warnings.count
-        let withWarnings = warnings == 0 ? "" : " (\(warnings) warning\(warnings == 1 ? "" : "s"))"
-        Console.out(summary.succeeded ? "Result: success\(withWarnings)" : "Result: FAILED (exit 1)")
+        let withWarnings = warnings == 0 ? "" : ", \(warnings) warning\(warnings == 1 ? "" : "s")"
+        switch result {
+        case .succeeded: out("Result: succeeded\(withWarnings)")
+        case .partiallySucceeded: out("Result: partially succeeded (exit 1)\(withWarnings)")
+        case .failed: out("Result: failed (exit 1)\(withWarnings)")
+        }
     }
 }

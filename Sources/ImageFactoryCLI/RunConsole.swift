@@ -53,15 +53,18 @@ final class RunConsole: @unchecked Sendable {
     private var drewStatus = false
 
     /// Where in the configuration a failed action comes from, for CI annotations.
-    let source: ActionSourceLocator?
+    private var source: ActionSourceLocator?
+    let runID: String
+    /// `--json`: standard output carries the run report only; people's lines go to standard error.
+    let json: Bool
 
-    init(ci: CIMode, options: ReportOptions, plan: Plan, source: ActionSourceLocator? = nil,
+    init(ci: CIMode, options: ReportOptions, runID: String, json: Bool = false,
          environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.ci = ci
-        self.source = source
         self.options = options
-        interactive = ci == .none && options.logFormat == .text && isatty(STDOUT_FILENO) == 1 && environment["TERM"] != "dumb"
-        for stage in Stage.allCases { totals[stage] = plan.actions(in: stage).count }
+        self.runID = runID
+        self.json = json
+        interactive = !json && ci == .none && options.logFormat == .text && isatty(STDOUT_FILENO) == 1 && environment["TERM"] != "dumb"
         if options.logFormat == .json {
             var logger = Logger(label: "imagefactory", factory: { JSONLogHandler(label: $0) })
             logger.logLevel = options.verbose ? .debug : (options.quiet ? .warning : .info)
@@ -71,13 +74,23 @@ final class RunConsole: @unchecked Sendable {
         }
     }
 
-    private func out(_ text: String) { Console.out(text) }
+    func locateFailures(with source: ActionSourceLocator) {
+        lock.lock()
+        defer { lock.unlock() }
+        self.source = source
+    }
+
+    private func out(_ text: String) { if json { Console.err(text) } else { Console.out(text) } }
 
     private func line(_ text: String) {
         out("\(RecordTimestamp.format(Date()).prefix(23)) \(text)")
     }
 
-    func start(runID: String, plan: Plan) {
+    private func start(_ plan: Plan, revised: Bool) {
+        for stage in Stage.allCases { totals[stage] = plan.actions(in: stage).count }
+        if revised, !options.quiet, logger == nil {
+            line("The cloud changed since planning: the plan was made again under the lock.")
+        }
         let text = "Run \(runID): \(plan.actions.count) action\(plan.actions.count == 1 ? "" : "s") at commit \(plan.commit?.prefix(12) ?? "worktree")"
             + (plan.actions.isEmpty ? ": nothing to do, every lab has the newest images." : "")
         if let logger { logger.info("run started", metadata: ["run": "\(runID)", "actions": "\(plan.actions.count)", "commit": "\(plan.commit ?? "worktree")"]); return }
@@ -137,11 +150,8 @@ final class RunConsole: @unchecked Sendable {
             if ci == .github { out("::endgroup::") }
         case .note(let text):
             if !options.quiet { line(text) }
-        case .planRevised(let plan):
-            for stage in Stage.allCases { totals[stage] = plan.actions(in: stage).count }
-            if !options.quiet {
-                line("The cloud changed since planning: the plan was made again under the lock (\(plan.actions.count) action\(plan.actions.count == 1 ? "" : "s")).")
-            }
+        case .runStarted(let plan, let revised):
+            start(plan, revised: revised)
         }
     }
 
@@ -159,7 +169,9 @@ final class RunConsole: @unchecked Sendable {
         case .stageFinished(let stage, let ok, let failed, let skipped):
             logger.info("stage finished", metadata: ["stage": "\(stage.rawValue)", "succeeded": "\(ok)", "failed": "\(failed)", "skipped": "\(skipped)"])
         case .note(let text): logger.info("\(text)")
-        case .planRevised(let plan): logger.info("plan revised under the lock", metadata: ["actions": "\(plan.actions.count)"])
+        case .runStarted(let plan, let revised):
+            for stage in Stage.allCases { totals[stage] = plan.actions(in: stage).count }
+            start(plan, revised: revised)
         }
     }
 
@@ -213,8 +225,9 @@ final class RunConsole: @unchecked Sendable {
                 "run": "\(report.runId)", "result": "\(report.result.rawValue)", "failed": "\(report.failedActions.count)",
                 "actions": "\(report.actions.count)"])
         } else {
-            SummaryRenderer.print(summary)
+            SummaryRenderer.print(summary, result: report.result, to: out)
         }
+        if json { Console.out(String(decoding: try report.encoded(), as: UTF8.self)) }
         let issues = summary.diagnostics
         DiagnosticRenderer.printAnnotations(issues, ci: ci)
         if ci == .azureDevOps {
@@ -224,6 +237,24 @@ final class RunConsole: @unchecked Sendable {
             case .failed: out("##vso[task.complete result=Failed;]ImageFactory run \(report.runId) failed")
             }
         }
+    }
+
+    /// A run stopped before or while starting (invalid input, a busy factory, a stale plan, an
+    /// unreachable backend): its reports are still written, with the error, so CI's test and
+    /// summary publishing find them. Writing them must not hide the error, so failures here are ignored.
+    func finishStopped(_ error: Error, runID: String, startedAt: Date) {
+        let diagnostics: [Diagnostic]
+        switch error {
+        case let e as FactoryError: diagnostics = e.diagnostics
+        case is CancellationError: diagnostics = [.error("The run was interrupted before it started.")]
+        default: diagnostics = [.error(error.localizedDescription)]
+        }
+        let summary = RunSummary(runID: runID, commit: nil, results: [], diagnostics: diagnostics)
+        let report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
+        if let path = options.reportJSON, let data = try? report.encoded() { try? write(data, to: path) }
+        if let path = options.junit { try? write(Data(JUnitRenderer.render(report).utf8), to: path) }
+        if let path = options.summaryMarkdown { try? write(Data(MarkdownRenderer.render(report).utf8), to: path) }
+        if json, let data = try? report.encoded() { Console.out(String(decoding: data, as: UTF8.self)) }
     }
 
     private func write(_ data: Data, to path: String) throws {

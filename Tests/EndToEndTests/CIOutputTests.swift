@@ -101,7 +101,7 @@ struct CIOutputTests {
             #expect(eventLines.count >= 6)
             #expect(eventLines.allSatisfy { $0.count > 24 && $0.dropFirst(10).first == "T" })
             #expect(run.stdout.contains("FAILED buildVM build/Linux/Broken.json in ImageFactory: VM Broken was deleted because artifacts failed"))
-            #expect(run.stdout.contains("Result: FAILED (exit 1)"))
+            #expect(run.stdout.contains("Result: failed (exit 1)"))
             #expect(!run.stdout.contains("##vso") && !run.stdout.contains("::error"))
         }
     }
@@ -121,7 +121,7 @@ struct TerminalProgressTests {
             let status = result.stdout.components(separatedBy: "\r\u{1B}[2K").filter { $0.contains("in flight") }
             #expect(!status.isEmpty)
             #expect(status.contains { $0.contains("build") && $0.contains("snap") && $0.contains("distribute 0/13") && $0.contains(" in flight  |  ") })
-            #expect(result.stdout.contains("Result: success"))
+            #expect(result.stdout.contains("Result: succeeded"))
         }
     }
 }

@@ -135,8 +135,17 @@ struct FactoryRunTests {
             #expect(try ImageFactory.run(["local", "init", "--repo", repo.path], environment: Self.instant).status == 0)
             let process = try #require(try Self.startHeldRun(repo, holdAfter: "deployVirtualMachine"))
             let second = try ImageFactory.run(["run", "--repo", repo.path])
-            #expect(second.status == 1, "\(second)")
+            #expect(second.status == 75, "busy has its own exit code: \(second)")
             #expect(second.stderr.contains("The factory is busy: run "), "\(second)")
+            #expect(!second.stdout.contains("actions at commit"), "a refused run does not print as if it started: \(second.stdout)")
+            // --lock-timeout waits for the busy factory, then gives up with the same refusal.
+            let patient = try ImageFactory.run(["run", "--repo", repo.path, "--lock-timeout", "1s"])
+            #expect(patient.status == 75, "\(patient)")
+            // unlock names the holder and asks for --yes before breaking anything.
+            let ask = try ImageFactory.run(["unlock", "--repo", repo.path])
+            #expect(ask.status == 64, "\(ask)")
+            #expect(ask.stdout.contains("run ") && ask.stdout.contains("--yes"), "\(ask.stdout)")
+            #expect(try ImageFactory.run(["run", "--repo", repo.path]).status == 75, "asking broke nothing")
             #expect(second.stderr.contains(" since "), "\(second)")
             #expect(process.isRunning, "the first run still holds the factory")
             // Ctrl-C the first run: it stops cleanly and frees the factory at once.

@@ -24,7 +24,7 @@ struct LockAndApplyTests {
         let error = try await #require(throws: FactoryError.self) { try await b.acquire(runID: "B") }
         #expect(error.description.contains("run A"), "\(error.description)")
         #expect(error.description.contains("busy"))
-        #expect(error.exitCode == .workFailed)
+        #expect(error.exitCode == .busy)
 
         // A whole run is refused too, before it changes anything.
         let runner = factory.runner()
@@ -102,6 +102,42 @@ struct LockAndApplyTests {
         #expect(holder.runID == "B")
         #expect(holder.leaseID == lease.leaseID)
         await next.release(lease)
+    }
+
+    @Test("--lock-timeout waits for a busy factory on the clock, takes it when freed, and gives up at the deadline")
+    func lockTimeout() async throws {
+        let clock = ManualClock()
+        let factory = try await LocalFactory(Self.fixture(), clock: clock)
+        let holder = try await Self.lock(factory, leaseSeconds: 60)
+        let held = try await holder.acquire(runID: "A")
+        let waiter = try await Self.lock(factory, leaseSeconds: 60)
+        let waiting = Task { try await waiter.acquire(runID: "B", timeout: 30) }
+        await clock.waitForSleepers(1)
+        await holder.release(held)
+        clock.advance(by: 5)
+        let lease = try await waiting.value
+        #expect(lease.runID == "B")
+
+        let late = try await Self.lock(factory, leaseSeconds: 60)
+        let givingUp = Task { try await late.acquire(runID: "C", timeout: 12) }
+        for _ in 0..<3 {
+            await clock.waitForSleepers(1)
+            clock.advance(by: 5)
+        }
+        let error = await #expect(throws: FactoryError.self) { _ = try await givingUp.value }
+        #expect(error?.exitCode == .busy)
+        #expect(error?.description.contains("run B") == true)
+    }
+
+    @Test("unlock breaks a lock whatever its holder, and a run can take the factory at once")
+    func breakLock() async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let a = try await Self.lock(factory, leaseSeconds: 60)
+        _ = try await a.acquire(runID: "A")
+        let holder = try await a.breakLock()
+        #expect(holder?.runID == "A")
+        let b = try await Self.lock(factory, leaseSeconds: 60)
+        _ = try await b.acquire(runID: "B")
     }
 
     @Test("withLock releases the factory when its body ends, even by throwing")
