@@ -29,6 +29,17 @@ public struct TargetLab: Codable, Sendable, Equatable {
     /// Lab identity ignoring case, as Azure compares names.
     public var key: String { "\(subscriptionId.lowercased())/\(labName.lowercased())" }
 
+    /// What Azure would refuse in this entry: its subscription id, lab name or resource group name.
+    public var azureNameProblems: [String] {
+        var problems: [String] = []
+        if let p = Naming.subscriptionIdProblem(subscriptionId) { problems.append("SubscriptionId \"\(Naming.printable(subscriptionId))\" \(p)") }
+        if let p = Naming.labNameProblem(labName) { problems.append("LabName \"\(Naming.printable(labName))\" \(p)") }
+        if let resourceGroup, let p = Naming.resourceGroupProblem(resourceGroup) {
+            problems.append("ResourceGroup \"\(Naming.printable(resourceGroup))\" \(p)")
+        }
+        return problems
+    }
+
     /// Whether this Labs.json entry names the lab `id`: same subscription and name, and the same
     /// resource group when the entry gives one (names compared ignoring case, as Azure does).
     public func identifies(_ id: LabID) -> Bool {
@@ -48,6 +59,18 @@ public struct FactoryConfiguration: Sendable {
     public var configDirectory: String
     public var settings: FactorySettings
     public var labs: [TargetLab]
+
+    /// Labs.json entries whose names Azure would refuse, as errors with their lines: `plan`, `run`
+    /// and every command that plans refuse to go on (exit 2) before anything is read or written.
+    public var azureNameErrors: [Diagnostic] {
+        let file = configDirectory.isEmpty ? ConfigurationLoader.labsFile : configDirectory + "/" + ConfigurationLoader.labsFile
+        return labs.flatMap { lab in
+            lab.azureNameProblems.map {
+                Diagnostic.error("\(lab.labName.isEmpty ? "A lab" : "Lab \(Naming.printable(lab.labName))"): \($0).", file: file, line: lab.line,
+                                 hint: "Use the lab's real subscription id, resource group and name; Azure refuses this one.")
+            }
+        }
+    }
     public var templates: [GoldenImageTemplate]
     public var diagnostics: [Diagnostic]
     /// Digest of every configuration file (path and blob SHA): a saved plan is refused when it
@@ -93,6 +116,11 @@ public enum ConfigurationLoader {
         let parsed = ParallelMap.map(templateFiles) { file -> (ParsedTemplate?, [Diagnostic]) in
             let display = snapshot.displayPath(file.path)
             var local: [Diagnostic] = []
+            // ARM refuses a template over 4 MB: say so before anything is deployed.
+            if file.data.count > Naming.maxTemplateBytes {
+                return (nil, [.error(String(format: "The template is %.1f MB; Azure Resource Manager refuses templates over 4 MB.", Double(file.data.count) / 1_048_576),
+                                     file: display, hint: "Move large content (scripts, files) into artifacts or a storage account the VM downloads from.")])
+            }
             guard let json = parseJSON(file, display: display, into: &local) else { return (nil, local) }
             let (template, d) = TemplateParser.parse(json.object, file: display, lines: json.lines)
             return (template, local + d)
@@ -116,6 +144,13 @@ public enum ConfigurationLoader {
         } else {
             diagnostics.append(.error("\(labsPath) was not found\(snapshot.commit.map { " at commit \($0.prefix(12))" } ?? "").",
                                       file: labsPath, hint: "Check --repo, --ref and --config-dir; the folder must hold Labs.json and GoldenImages/."))
+        }
+
+        // Names Azure would refuse: a warning here (the original's sample uses placeholders and must
+        // validate), an error for any command that plans or runs (`azureNameErrors`).
+        for lab in labs where !lab.azureNameProblems.isEmpty {
+            diagnostics.append(.warning("\(lab.labName.isEmpty ? "A lab" : "Lab \(Naming.printable(lab.labName))"): \(lab.azureNameProblems.joined(separator: "; ")). Azure would refuse it: plan and run stop here.",
+                                        file: labsPath, line: lab.line, hint: "Use the lab's real subscription id, resource group and name."))
         }
 
         // The factory lab keeps VHDs; copying them into itself would destroy them.
@@ -244,9 +279,12 @@ public enum ConfigurationLoader {
             let (group, groupWrong) = string("ResourceGroup")
             let (location, locationWrong) = string("Location")
             var line: Int?
-            if let labName, !labName.isEmpty, let hit = lines.locate("\"\(jsonEscaped(labName))\"", from: cursor) {
+            // The entry's line: found by its lab name, else by another of its values (an entry without a LabName still has one).
+            for value in [labName, subscription, group, location] {
+                guard let value, !value.isEmpty, let hit = lines.locate("\"\(jsonEscaped(value))\"", from: cursor) else { continue }
                 line = hit.line
                 cursor = hit.end
+                break
             }
             let name = labName.flatMap { $0.isEmpty ? nil : "\(label) (\($0))" } ?? label
             var ok = true

@@ -248,7 +248,12 @@ enum TemplateParser {
                     }
                     artifacts.append(ArtifactReference(artifactId: id, parameters: parameters))
                 }
-            } else if !(rawArtifacts is String) {  // an ARM expression string is allowed
+            } else if let expression = rawArtifacts as? String {
+                // An ARM expression the factory cannot read: the VM would be built without its artifacts.
+                diagnostics.append(.error("properties.artifacts is the expression \(expression.prefix(80)); the factory must read the artifacts to apply and report them.",
+                                          file: file, line: lines.locate("\"artifacts\"")?.line,
+                                          hint: "Write the artifacts as an array of { \"artifactId\": ... } objects in the template."))
+            } else {
                 diagnostics.append(.error("properties.artifacts must be an array.", file: file,
                                           line: lines.locate("\"artifacts\"")?.line))
             }

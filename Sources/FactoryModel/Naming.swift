@@ -4,6 +4,39 @@ import Foundation
 public enum Naming {
     /// The longest Windows computer name, which DevTest Labs enforces for Windows VMs.
     public static let maxVMNameLength = 15
+    /// Azure Resource Manager's limit on a deployment template.
+    public static let maxTemplateBytes = 4 * 1024 * 1024
+
+    /// A name as it can be shown: control characters (NUL, newlines) escaped.
+    public static func printable(_ text: String) -> String {
+        text.unicodeScalars.map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+    }
+
+    /// Whether a subscription id is a GUID, as Azure's are.
+    public static func subscriptionIdProblem(_ id: String) -> String? {
+        let groups = id.split(separator: "-", omittingEmptySubsequences: false)
+        let hex = groups.allSatisfy { $0.allSatisfy { $0.isHexDigit && $0.isASCII } }
+        return groups.map(\.count) == [8, 4, 4, 4, 12] && hex ? nil : "is not a subscription id (a GUID such as 00000000-0000-0000-0000-000000000000)"
+    }
+
+    /// DevTest Labs' rule for a lab name: 1 to 50 ASCII letters, digits, hyphens and underscores.
+    public static func labNameProblem(_ name: String) -> String? {
+        if name.isEmpty || name.count > 50 { return "must be 1 to 50 characters long (it has \(name.count))" }
+        let allowed = name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_") }
+        return allowed ? nil : "may contain only letters, digits, hyphens and underscores"
+    }
+
+    /// Azure's rule for a resource group name: 1 to 90 letters, digits, underscores, hyphens,
+    /// periods and parentheses, not ending in a period (so never `/`, `..` paths or control characters).
+    public static func resourceGroupProblem(_ name: String) -> String? {
+        if name.isEmpty || name.count > 90 { return "must be 1 to 90 characters long (it has \(name.count))" }
+        let allowed = name.unicodeScalars.allSatisfy {
+            CharacterSet.letters.contains($0) || CharacterSet.decimalDigits.contains($0) || "_-.()".unicodeScalars.contains($0)
+        }
+        if !allowed { return "may contain only letters, digits, underscores, hyphens, periods and parentheses" }
+        if name.hasSuffix(".") { return "cannot end with a period" }
+        return nil
+    }
 
     /// The original's VM name: the file's base name without `_`, spaces and `.`, `vm` in front
     /// if all digits, cut to 13 characters when longer than 15. Other characters Azure

@@ -65,6 +65,9 @@ struct FactoryContext {
         guard configuration.isValid else {
             throw FactoryError(.invalidInput, configuration.diagnostics.filter { $0.severity == .error })
         }
+        // What validate lets pass with a warning (the original's placeholders), no backend may be asked for.
+        let nameErrors = configuration.azureNameErrors
+        guard nameErrors.isEmpty else { throw FactoryError(.invalidInput, nameErrors) }
         let opened = try await backendOptions.openBackend(repositoryPath: repositoryPath, configuration: configuration, writes: writes)
         for note in opened.notes { Console.err(note) }
         let backend = opened.backend

@@ -87,7 +87,6 @@ extension LocalCloud {
             let record = try await self.db.read { db in try self.vm(db, id) }
             try Self.checkDiskReadable(record, id, at: now)
             try FileManager.default.createDirectory(at: self.disksDirectory, withIntermediateDirectories: true)
-            self.sweepDiskOrphans()
             // The whole VHD is on disk before the record that points at it (crash safety).
             let file = UUID().uuidString.lowercased() + ".vhd"
             let url = self.disksDirectory.appendingPathComponent(file)
@@ -205,7 +204,9 @@ extension LocalCloud {
     }
 
     /// Removes files under `disks/` that no record points at and that are older than a minute (left by
-    /// a process killed between writing the VHD and committing its record).
+    /// a process killed between writing the VHD and committing its record). Runs once, when the
+    /// cloud opens: a synchronous database read must never block the concurrency pool's threads
+    /// (on two cores, two jobs doing so while others wait for a reader deadlock).
     func sweepDiskOrphans() {
         guard let referenced = try? db.read({ db in Set(try db.allRecords("diskaccess", as: DiskAccessRecord.self).map(\.file)) }) else { return }
         let cutoff = Date().addingTimeInterval(-60)

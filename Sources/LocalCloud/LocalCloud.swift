@@ -48,6 +48,7 @@ public final class LocalCloud: CloudBackend {
         faults = FaultInjector(settings.faults)
         log = OperationsLog(url: stateDirectory.appendingPathComponent("operations.jsonl"))
         try sweepOrphans()
+        sweepDiskOrphans()
     }
 
     /// Removes files no record points at (left by a process killed between writing a file and committing its record).
@@ -170,8 +171,9 @@ public final class LocalCloud: CloudBackend {
     /// Creates a lab (the local cloud's stand-in for the portal or a lab ARM template). Idempotent.
     @discardableResult
     public func createLab(_ id: LabID, location: String) async throws -> Lab {
+        if let error = AzureNameRules.subscriptionError(id.subscriptionId) ?? AzureNameRules.resourceGroupError(id.resourceGroup) { throw error }
         guard !id.name.isEmpty, id.name.count <= 50,
-              id.name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+              id.name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") }) else {
             throw CloudError(status: 400, code: "InvalidResourceName",
                              message: "The lab name '\(id.name)' is invalid: use 1 to 50 letters, digits, '-' or '_'.")
         }

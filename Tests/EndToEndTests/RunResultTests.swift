@@ -96,4 +96,37 @@ struct RunResultTests {
             #expect(run.stdout.contains("38 succeeded, 0 failed"), "\(run.stdout)")
         }
     }
+
+    @Test("names Azure would refuse: validate warns (the original's placeholders), plan and run stop with exit 2 and the line, before any request")
+    func refusedNamesStopBeforeAnyRequest() throws {
+        try FixtureRepository.with { repo in
+            let labs = """
+                {
+                  "Labs": [
+                    {
+                      "SubscriptionId": "<subscription ID that contains the lab>",
+                      "ResourceGroup": "rg/../other",
+                      "LabName": "<Name of the DevTest Lab>",
+                      "ImagePaths": ["Linux"]
+                    }
+                  ]
+                }
+                """
+            let template = """
+                {"resources":[{"type":"Microsoft.DevTestLab/labs/virtualmachines","name":"[parameters('newVMName')]",
+                  "properties":{"notes":"n","galleryImageReference":{"publisher":"p","offer":"o","sku":"s","osType":"Linux","version":"latest"}}}]}
+                """
+            try repo.commit(["Configuration/Labs.json": labs, "Configuration/GoldenImages/Linux/Ubuntu.json": template])
+            let validate = try ImageFactory.run(["validate", "--repo", repo.path], environment: Self.instant)
+            #expect(validate.status == 0, "\(validate)")
+            #expect((validate.stdout + validate.stderr).contains("Azure would refuse"), "\(validate)")
+            for command in [["plan"], ["run"], ["run", "--dry-run"]] {
+                let result = try ImageFactory.run(command + ["--repo", repo.path], environment: Self.instant)
+                #expect(result.status == 2, "\(command): \(result)")
+                #expect(result.stderr.contains("Labs.json:6"), "\(command): \(result.stderr)")
+                #expect(result.stderr.contains("ResourceGroup") && result.stderr.contains("SubscriptionId"), "\(result.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: repo.url(".imagefactory/operations.jsonl").path), "no request reached the cloud")
+        }
+    }
 }

@@ -97,7 +97,9 @@ enum Fixture {
     }
 
     static func quoted(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        let escaped = s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        // Control characters as JSON escapes (\u0000, \u000a), so a name holding one still makes valid JSON.
+        return "\"" + escaped.unicodeScalars.map { $0.value < 0x20 ? String(format: "\\u%04x", $0.value) : String($0) }.joined() + "\""
     }
 
     /// A configuration with one lab subscribing to `imagePaths` and a Windows template at each of `templates`.

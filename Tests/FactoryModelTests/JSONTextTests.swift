@@ -162,7 +162,8 @@ struct ConfigurationEncodingTests {
             fixture[path] = text.replacingOccurrences(of: "\n", with: "\r\n")
         }
         let config = try fixture.load()
-        #expect(config.diagnostics.isEmpty, "\(config.diagnostics)")
+        #expect(config.diagnostics.errors.isEmpty, "\(config.diagnostics)")
+        #expect(config.diagnostics.map(\.line) == [6], "only the placeholder names' warning, at the same line: \(config.diagnostics)")
         #expect(config.labs.first?.line == 6)
 
         fixture["Labs.json"] = "{\r\n  \"Labs\": [\r\n    { \"LabName\": \"x\" \"ImagePaths\": [] }\r\n  ]\r\n}\r\n"

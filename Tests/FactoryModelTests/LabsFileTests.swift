@@ -87,12 +87,12 @@ struct LabsFileTests {
     func anyPropertyCase(labs: String, subscription: String, group: String, name: String, paths: String) throws {
         var fixture = ConfigFixture(["GoldenImages/Win2016/Datacenter.json": Fixture.template()])
         fixture["Labs.json"] = """
-            { "\(labs)": [ { "\(subscription)": "sub-1", "\(group)": "rg-1", "\(name)": "Lab1", "\(paths)": ["Win2016"] } ] }
+            { "\(labs)": [ { "\(subscription)": "11111111-1111-4111-8111-111111111111", "\(group)": "rg-1", "\(name)": "Lab1", "\(paths)": ["Win2016"] } ] }
             """
         let config = try fixture.load()
         #expect(config.diagnostics.isEmpty, "\(config.diagnostics)")
         let lab = try #require(config.labs.first)
-        #expect(lab.subscriptionId == "sub-1")
+        #expect(lab.subscriptionId == "11111111-1111-4111-8111-111111111111")
         #expect(lab.resourceGroup == "rg-1")
         #expect(lab.labName == "Lab1")
         #expect(lab.images == ["Win2016/Datacenter.json"])
@@ -153,12 +153,12 @@ struct LabsFileTests {
     func sameNameOtherSubscription() throws {
         var fixture = ConfigFixture(["GoldenImages/Win2016/Datacenter.json": Fixture.template()])
         fixture["Labs.json"] = Fixture.labs([
-            Fixture.Lab(subscriptionId: "sub-a", labName: "DevLab", imagePaths: ["Win2016"]),
-            Fixture.Lab(subscriptionId: "sub-b", labName: "DevLab", imagePaths: ["Win2016"]),
+            Fixture.Lab(subscriptionId: "aaaaaaaa-0000-4000-8000-00000000000a", labName: "DevLab", imagePaths: ["Win2016"]),
+            Fixture.Lab(subscriptionId: "bbbbbbbb-0000-4000-8000-00000000000b", labName: "DevLab", imagePaths: ["Win2016"]),
         ])
         let config = try fixture.load()
         #expect(config.diagnostics.isEmpty, "\(config.diagnostics)")
-        #expect(config.labs.map(\.subscriptionId) == ["sub-a", "sub-b"])
+        #expect(config.labs.map(\.subscriptionId) == ["aaaaaaaa-0000-4000-8000-00000000000a", "bbbbbbbb-0000-4000-8000-00000000000b"])
         #expect(config.labs.map(\.line) == [6, 14])
     }
 

@@ -4,11 +4,18 @@ import Testing
 
 @Suite("Sample configurations")
 struct SampleConfigurationTests {
-    @Test("the original Azure sample validates with zero errors and zero warnings")
+    @Test("the original Azure sample validates with zero errors and one warning for its placeholder names, which plan and run refuse")
     func azureSample() throws {
         let config = try ConfigFixture(AzureSampleConfiguration.files).load()
-        #expect(config.diagnostics.isEmpty, "\(config.diagnostics)")
+        #expect(config.diagnostics.errors.isEmpty, "\(config.diagnostics)")
+        #expect(config.diagnostics.count == 1, "one warning per entry: \(config.diagnostics)")
+        let warning = try #require(config.diagnostics.first)
+        #expect(warning.severity == .warning && warning.line == 6)
+        #expect(warning.message.contains("SubscriptionId") && warning.message.contains("LabName") && warning.message.contains("ResourceGroup"))
         #expect(config.isValid)
+        // What validate lets pass, plan and run refuse, with the entry's line.
+        #expect(config.azureNameErrors.count == 3)
+        #expect(config.azureNameErrors.allSatisfy { $0.severity == .error && $0.line == 6 && $0.file == "Configuration/Labs.json" })
 
         let lab = try #require(config.labs.first)
         #expect(config.labs.count == 1)
@@ -35,7 +42,7 @@ struct SampleConfigurationTests {
         var fixture = ConfigFixture()
         for (path, text) in AzureSampleConfiguration.files { fixture.files[path] = text.utf16LEWithBOM }
         let config = try fixture.load()
-        #expect(config.diagnostics.isEmpty, "\(config.diagnostics)")
+        #expect(config.diagnostics.map(\.message) == (try ConfigFixture(AzureSampleConfiguration.files).load()).diagnostics.map(\.message))
         #expect(config.templates.count == 3)
         #expect(config.labs.first?.images.count == 3)
     }
