@@ -71,6 +71,31 @@ set +e
 STATUS=${PIPESTATUS[0]}
 set -e
 SUMMARY="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$STATE/scenario.out" | tail -1)"
+
+# The README's examples, as written, against a second server holding the sample configuration's labs.
+"$BIN" local init --state-dir "$STATE/sample" >/dev/null
+IMAGEFACTORY_LOCAL_LATENCY=instant IMAGEFACTORY_LOCAL_FAULTS= \
+  "$BIN" local serve --state-dir "$STATE/sample" --port 0 --tls >"$STATE/sample.out" 2>"$STATE/sample.err" &
+SAMPLE_SERVER=$!
+SAMPLE_BASE=""
+for _ in $(seq 1 100); do
+  SAMPLE_BASE="$(sed -n 's/^Listening on \(https:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$STATE/sample.out")"
+  [ -n "$SAMPLE_BASE" ] && break
+  sleep 0.1
+done
+SAMPLE_CERT="$(sed -n 's/^  TLS certificate: //p' "$STATE/sample.out")"
+set +e
+PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" tests/sdk/readme_examples.py README.md "$SAMPLE_BASE" "$SAMPLE_CERT" | tee "$STATE/readme.out"
+README_STATUS=${PIPESTATUS[0]}
+set -e
+kill "$SAMPLE_SERVER" 2>/dev/null || true; wait "$SAMPLE_SERVER" 2>/dev/null || true
+README_SUMMARY="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$STATE/readme.out" | tail -1)"
+if [ -n "$SUMMARY" ] && [ -n "$README_SUMMARY" ]; then
+  read -r P1 _ F1 _ <<<"${SUMMARY//,/}"
+  read -r P2 _ F2 _ <<<"${README_SUMMARY//,/}"
+  SUMMARY="$((P1 + P2)) passed, $((F1 + F2)) failed"
+fi
+[ "$README_STATUS" -ne 0 ] && STATUS=1
 if [ $STATUS -ne 0 ]; then
   echo "--- local serve's request log (last 40 lines) ---"
   tail -40 "$STATE/serve.err"

@@ -52,18 +52,35 @@ public enum FactoryPlanner {
         for lab in inventory.labs { for image in lab.images where image.tags[FactoryTag.imagePath] == nil { takenNames.insert(image.id.name) } }
 
         /// The image each template path will have at the end of the run: the planned capture or the newest record.
-        struct Latest {
-            var imageName: String
-            var captureAction: String?
-            var timestamp: Date
+        /// Computed once per path and shared by every lab's distribution of it (a class: looked up
+        /// for every lab × path, so a copy is one reference, not a dozen strings).
+        final class Latest {
+            let imageName: String
+            let captureAction: String?
+            let timestamp: Date
             /// What a lab's custom image is made from.
-            var osType: OSType
-            var generalized: Bool
-            var description: String
-            var commit: String?
-            var templateSha: String?
-            var vhdFileName: String
-            var md5: String?
+            let osType: OSType
+            let generalized: Bool
+            let description: String
+            let source: BlobID
+            let md5: String?
+            let tags: [String: String]
+
+            init(imageName: String, captureAction: String?, timestamp: Date, osType: OSType, generalized: Bool, description: String,
+                 commit: String?, templateSha: String?, path: String, source: BlobID, md5: String?) {
+                self.imageName = imageName
+                self.captureAction = captureAction
+                self.timestamp = timestamp
+                self.osType = osType
+                self.generalized = generalized
+                self.description = description
+                self.source = source
+                self.md5 = md5
+                var tags = [FactoryTag.imagePath: path]
+                if let commit { tags[FactoryTag.commit] = commit }
+                if let templateSha { tags[FactoryTag.templateSha] = templateSha }
+                self.tags = tags
+            }
         }
         var latest: [String: Latest] = [:]
         var adoptedVMs = Set<String>()
@@ -75,8 +92,8 @@ public enum FactoryPlanner {
             if let current, !options.force {
                 latest[template.path] = Latest(imageName: current.imageName, captureAction: nil, timestamp: current.timestamp,
                                                osType: current.osType, generalized: current.isGeneralized, description: current.description,
-                                               commit: current.commit, templateSha: current.templateBlobSha, vhdFileName: current.vhdFileName,
-                                               md5: current.md5)
+                                               commit: current.commit, templateSha: current.templateBlobSha, path: template.path,
+                                               source: BlobID(container: factoryContainer, name: current.vhdFileName), md5: current.md5)
                 continue
             }
             let imageName = Naming.datedImageName(base: template.imageName, date: options.now, taken: takenNames)
@@ -128,11 +145,13 @@ public enum FactoryPlanner {
             builtVMs[vmKey] = captureID
             latest[template.path] = Latest(imageName: imageName, captureAction: captureID, timestamp: options.now, osType: template.osType,
                                            generalized: template.osState == .generalized, description: template.description,
-                                           commit: configuration.commit, templateSha: template.blobSha, vhdFileName: imageName + ".vhd", md5: nil)
+                                           commit: configuration.commit, templateSha: template.blobSha, path: template.path,
+                                           source: BlobID(container: factoryContainer, name: imageName + ".vhd"), md5: nil)
         }
 
         // Distribute: every lab gets the newest image of every path it subscribes to.
         var distributeActions: [String: String] = [:]  // "labkey|path" -> action id
+        var labsWithDistributions = Set<String>()  // LabID keys
         var temporaryInUse = Set<String>()
         for target in configuration.labs {
             guard let labInventory = labsByKey[target.key], let lab = labInventory.lab else {
@@ -149,6 +168,7 @@ public enum FactoryPlanner {
             }
             let imagesByName = Dictionary(labInventory.images.map { ($0.id.name.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
             let crossRegion = Location.normalize(lab.location) != Location.normalize(factory.location)
+            let labContainer = ContainerID(account: lab.storageAccount, name: settings.container)
             for path in target.images {
                 guard let newest = latest[path] else { continue }  // template failed to parse: reported by validation
                 let existing = imagesByName[newest.imageName.lowercased()]
@@ -174,14 +194,11 @@ public enum FactoryPlanner {
                 temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd")
                 let id = "distribute/\(lab.id.name)/\(path)"
                 distributeActions["\(target.key)|\(path)"] = id
-                var tags = [FactoryTag.imagePath: path]
-                if let commit = newest.commit { tags[FactoryTag.commit] = commit }
-                if let sha = newest.templateSha { tags[FactoryTag.templateSha] = sha }
+                labsWithDistributions.insert(lab.id.key)
                 let spec = DistributionSpec(
-                    image: CustomImageID(lab: lab.id, name: newest.imageName), imagePath: path,
-                    source: BlobID(container: factoryContainer, name: newest.vhdFileName),
-                    destination: BlobID(container: ContainerID(account: lab.storageAccount, name: settings.container), name: newest.imageName + ".vhd"),
-                    osType: newest.osType, generalized: newest.generalized, description: newest.description, tags: tags,
+                    image: CustomImageID(lab: lab.id, name: newest.imageName), imagePath: path, source: newest.source,
+                    destination: BlobID(container: labContainer, name: newest.imageName + ".vhd"),
+                    osType: newest.osType, generalized: newest.generalized, description: newest.description, tags: newest.tags,
                     expectedMD5: newest.md5, capture: newest.captureAction, crossRegion: crossRegion)
                 actions.append(PlanAction(id: id, stage: .distribute, operation: repair ? .repairImage(spec) : .distributeImage(spec),
                                           reason: reason, dependsOn: newest.captureAction.map { [$0] } ?? []))
@@ -238,15 +255,14 @@ public enum FactoryPlanner {
             }
         }
         // A target lab's temporary container goes once this run's distributions to it are done.
-        var distributionsByLab: [String: [String]] = [:]
-        for action in actions where action.stage == .distribute { distributionsByLab[action.labID?.key ?? "", default: []].append(action.id) }
+
         for labInventory in inventory.labs {
             guard let lab = labInventory.lab, lab.id.key != factory.id.key else { continue }
-            let pending = distributionsByLab[lab.id.key] ?? []
-            guard labInventory.hasTemporaryContainer || !pending.isEmpty else { continue }
+            let pending = labsWithDistributions.contains(lab.id.key)
+            guard labInventory.hasTemporaryContainer || pending else { continue }
             actions.append(PlanAction(id: "cleanup/container/\(lab.storageAccount.name)", stage: .cleanup,
                                       operation: .deleteTemporaryContainer(ContainerID(account: lab.storageAccount, name: settings.container)),
-                                      reason: pending.isEmpty ? "temporary container left by an earlier run" : "temporary container of this run's copies",
+                                      reason: pending ? "temporary container of this run's copies" : "temporary container left by an earlier run",
                                       labHint: lab.id))
         }
         let completed = inventory.deployments.filter { $0.provisioningState.isTerminal && $0.name.lowercased().hasPrefix(deploymentPrefix) }
@@ -332,7 +348,7 @@ public enum FactoryPlanner {
             retireImages(in: lab.id, images: labInventory.images, subscribes: { path in target.subscribes(to: path) || target.images.contains { ImagePath.covers(path, $0, ignoringCase: true) } }, labKey: target.key)
         }
 
-        let deletions = actions.filter(\.deletesImage).count
+        let deletions = actions.reduce(0) { $0 + ($1.deletesImage ? 1 : 0) }
         if deletions > settings.maxDeletions {
             diagnostics.append(.error("This run would delete \(deletions) images, more than --max-deletions \(settings.maxDeletions): no image will be deleted.",
                                       hint: "Check Labs.json and the templates (a removed folder retires every image under it); if the deletions are intended, raise --max-deletions."))
