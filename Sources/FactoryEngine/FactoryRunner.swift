@@ -38,6 +38,14 @@ public struct FactoryRunner: Sendable {
     /// read again under the lock and the plan refused if it changed since.
     public func execute(_ plan: Plan, runID: String, stages: Set<Stage>, requireSamePlanBasis: Bool,
                         events: @escaping @Sendable (FactoryEvent) -> Void) async throws -> RunSummary {
+        try await execute(plan, runID: runID, filter: PlanFilter(stages: stages), requireSamePlanBasis: requireSamePlanBasis, events: events)
+    }
+
+    /// Executes a plan already passed through `filter`. When the cloud changed since planning, the
+    /// plan is made again under the lock and passed through the same filter.
+    public func execute(_ plan: Plan, runID: String, filter: PlanFilter, requireSamePlanBasis: Bool,
+                        events: @escaping @Sendable (FactoryEvent) -> Void) async throws -> RunSummary {
+        let stages = filter.stages
         if requireSamePlanBasis, plan.commit != configuration.commit {
             throw FactoryError.invalidInput("The plan was made at commit \(plan.commit ?? "worktree"), but the configuration is now at \(configuration.commit ?? "worktree").",
                                             hint: "Make a new plan with `imagefactory plan --out FILE`, or apply with --ref \(plan.commit ?? "HEAD").")
@@ -63,8 +71,8 @@ public struct FactoryRunner: Sendable {
                     throw FactoryError.invalidInput("The cloud changed since the plan was made (inventory fingerprint \(plan.inventoryFingerprint.prefix(12)) is now \(inventory.fingerprint.prefix(12))).",
                                                     hint: "Make a new plan with `imagefactory plan --out FILE` and review it.")
                 }
-                current = FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: plan.settings.force, now: client.clock.now()))
-                    .selecting(stages: stages)
+                current = filter.apply(to: FactoryPlanner.plan(configuration, inventory: inventory,
+                                                                options: PlanOptions(force: plan.settings.force, now: client.clock.now())))
             }
             // Whoever shows progress counts the plan that runs, not the one made before the lock.
             events(.runStarted(current, revised: current != plan))

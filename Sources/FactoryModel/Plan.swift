@@ -402,6 +402,39 @@ public struct Plan: Codable, Sendable, Equatable {
 
     public func actions(in stage: Stage) -> [PlanAction] { actions.filter { $0.stage == stage } }
 
+    /// The plan restricted to what `--only` and `--lab` name: actions about an image path that one
+    /// of `paths` covers (by whole segments, as ImagePaths), or about a lab named in `labs`, plus the
+    /// actions they depend on (the build a distribution waits for). A note says what was left out.
+    public func restricting(paths: [String], labs: [String]) -> Plan {
+        guard !paths.isEmpty || !labs.isEmpty else { return self }
+        let labNames = Set(labs.map { $0.lowercased() })
+        func wanted(_ action: PlanAction) -> Bool {
+            let pathOK = paths.isEmpty || action.imagePath.map { path in paths.contains { ImagePath.covers($0, path, ignoringCase: true) } } == true
+            // A lab restriction keeps the factory's own work (builds, captures) only as dependencies.
+            let labOK = labNames.isEmpty || (action.stage != .build && action.stage != .snap && action.labID.map { labNames.contains($0.name.lowercased()) } == true)
+            return pathOK && labOK
+        }
+        var kept = Set(actions.filter(wanted).map(\.id))
+        let byID = Dictionary(actions.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var queue = Array(kept)
+        while let id = queue.popLast() {
+            for dependency in byID[id]?.dependsOn ?? [] where byID[dependency] != nil && kept.insert(dependency).inserted {
+                queue.append(dependency)
+            }
+        }
+        var restricted = self
+        restricted.actions = actions.filter { kept.contains($0.id) }
+        let left = actions.count - restricted.actions.count
+        if left > 0 {
+            var what: [String] = []
+            if !paths.isEmpty { what.append("image paths " + paths.joined(separator: ", ")) }
+            if !labs.isEmpty { what.append("labs " + labs.joined(separator: ", ")) }
+            restricted.diagnostics.append(.note("Left out \(left) action\(left == 1 ? "" : "s") of the full plan: this run is restricted to \(what.joined(separator: " and ")).",
+                                                hint: "Run without --only and --lab for everything."))
+        }
+        return restricted
+    }
+
     /// The plan as a run of only `stages` executes it. An action that depends (directly or
     /// through others) on an action outside the selection could only be skipped, so it is left
     /// out here, and a note says which stage it waits for: a plan and its run agree.
@@ -495,4 +528,20 @@ public enum FactoryLockBlobs {
     /// Who holds the lock (run, host, pid, since), so a refused run can say so.
     public static let holder = "imagefactory.lock.json"
     public static let all: Set<String> = [lock, holder]
+}
+
+/// What a run executes of a plan: its stages, and what `--only` and `--lab` restrict it to. Applied
+/// to the plan made before the lock and again to one made under it, so both agree.
+public struct PlanFilter: Sendable, Equatable {
+    public var stages: Set<Stage>
+    public var paths: [String]
+    public var labs: [String]
+
+    public init(stages: Set<Stage> = Set(Stage.allCases), paths: [String] = [], labs: [String] = []) {
+        self.stages = stages
+        self.paths = paths
+        self.labs = labs
+    }
+
+    public func apply(to plan: Plan) -> Plan { plan.restricting(paths: paths, labs: labs).selecting(stages: stages) }
 }

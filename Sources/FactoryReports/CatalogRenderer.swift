@@ -29,6 +29,21 @@ public enum CatalogRenderer {
         }
     }
 
+    /// The table at the top of a long page: one row per image (OS, capture state, latest build,
+    /// labs holding the latest image), each linked to its card.
+    static func overview(_ entries: [Entry]) -> String {
+        var h = "<table class=\"overview\" id=\"overview\">\n<tr><th>Image</th><th>OS</th><th>State</th><th>Latest build</th><th>Labs with the latest</th></tr>\n"
+        for entry in entries {
+            let t = entry.template
+            let latest = entry.latestRecord
+            let holding = entry.labs.filter { $0.image != nil && $0.image == latest?.imageName }.count
+            h += "<tr><td><a href=\"#\(escape(t.imageName))\">\(escape(t.imageName))</a></td><td>\(t.osType.rawValue)</td><td>\(t.osState.rawValue)</td>"
+            h += "<td>\(latest.map { escape(String(RecordTimestamp.format($0.timestamp).prefix(10)) + " · " + $0.imageName) } ?? "<span class=\"missing\">not built yet</span>")</td>"
+            h += "<td>\(holding) of \(entry.labs.count)</td></tr>\n"
+        }
+        return h + "</table>\n"
+    }
+
     public static func html(_ configuration: FactoryConfiguration, inventory: Inventory?, generatedAt: Date) -> String {
         let entries = entries(configuration, inventory: inventory)
         var h = """
@@ -44,12 +59,13 @@ public enum CatalogRenderer {
             .badge{display:inline-block;border-radius:999px;padding:.05rem .6rem;font-size:.78rem;margin-right:.3rem;border:1px solid #d0d7de}
             .windows{background:#ddf4ff} .linux{background:#fff8c5} .generalized{background:#dafbe1} .specialized{background:#ffebe9}
             table{border-collapse:collapse;margin-top:.6rem;width:100%} th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eaeef2;font-size:.9rem}
-            th{color:#57606a;font-weight:600} .missing{color:#cf222e} ul{margin:.3rem 0 .3rem 1.2rem;padding:0}
+            th{color:#57606a;font-weight:600} .overview{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin-bottom:1.5rem} .missing{color:#cf222e} ul{margin:.3rem 0 .3rem 1.2rem;padding:0}
             </style></head><body>
             <h1>Golden image catalogue</h1>
             <div class="meta">\(entries.count) golden image\(entries.count == 1 ? "" : "s") · configuration at \(escape(configuration.commit.map { String($0.prefix(12)) } ?? "working tree")) · generated \(escape(RecordTimestamp.format(generatedAt)))</div>
 
             """
+        h += overview(entries)
         for entry in entries {
             let t = entry.template
             h += "<section class=\"card\" id=\"\(escape(t.imageName))\">\n"

@@ -9,6 +9,25 @@ import LocalCloud
 struct RunOptions: ParsableArguments {
     @Flag(name: .long, help: "Rebuild every template, changed or not.")
     var force: Bool = false
+
+    @Option(name: .long, help: ArgumentHelp("Only this image path: a template or a folder under GoldenImages, by whole segments as in ImagePaths (repeatable).", valueName: "image-path"))
+    var only: [String] = []
+
+    @Option(name: .customLong("lab"), help: ArgumentHelp("Only this lab of Labs.json (repeatable); the builds its images need are kept.", valueName: "name"))
+    var labs: [String] = []
+
+    /// Checks --only and --lab against the configuration: each must name something, or the run would silently do nothing.
+    func check(_ configuration: FactoryConfiguration) throws {
+        var problems: [Diagnostic] = []
+        for path in only where !configuration.templates.contains(where: { ImagePath.covers(path, $0.path, ignoringCase: true) }) {
+            problems.append(.error("--only \(path) matches no template under \(ConfigurationLoader.goldenImagesFolder).",
+                                   hint: "Use a template path or a folder as in ImagePaths, e.g. \(configuration.templates.first?.path ?? "Windows/Server.json")."))
+        }
+        for lab in labs where !configuration.labs.contains(where: { $0.labName.lowercased() == lab.lowercased() }) {
+            problems.append(.error("--lab \(lab) is not a lab in Labs.json.", hint: "Use a LabName from Labs.json."))
+        }
+        if !problems.isEmpty { throw FactoryError(.invalidInput, problems) }
+    }
 }
 
 /// How a run that changes the cloud treats a busy factory.
@@ -104,7 +123,9 @@ struct PlanCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let context = try await factory.context(writes: false)
-            let (plan, _) = try await context.runner.plan(force: runOptions.force)
+            try runOptions.check(context.configuration)
+            let (full, _) = try await context.runner.plan(force: runOptions.force)
+            let plan = full.restricting(paths: runOptions.only, labs: runOptions.labs)
             if let out { try plan.encoded().write(to: URL(fileURLWithPath: out)) }
             if factory.output.json { Console.out(String(decoding: try plan.encoded(), as: UTF8.self)) } else { PlanRenderer.print(plan) }
             DiagnosticRenderer.printAnnotations(plan.diagnostics, ci: factory.output.ciMode)
@@ -141,8 +162,8 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let selected = Set(stages.flatMap { $0.split(separator: ",").compactMap { Stage(rawValue: String($0)) } })
-        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(),
-                                     force: runOptions.force, stages: selected.isEmpty ? Set(Stage.allCases) : selected, dryRun: dryRun, planFile: nil)
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: runOptions,
+                                     stages: selected.isEmpty ? Set(Stage.allCases) : selected, dryRun: dryRun, planFile: nil)
     }
 }
 
@@ -161,8 +182,8 @@ struct StageCommand<S: StageName>: AsyncParsableCommand {
     var dryRun: Bool = false
 
     func run() async throws {
-        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(),
-                                     force: runOptions.force, stages: [S.stage], dryRun: dryRun, planFile: nil)
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: runOptions,
+                                     stages: [S.stage], dryRun: dryRun, planFile: nil)
     }
 }
 
@@ -185,15 +206,17 @@ struct ApplyCommand: AsyncParsableCommand {
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     func run() async throws {
-        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(),
-                                     force: false, stages: Set(Stage.allCases), dryRun: false, planFile: planFile)
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: nil,
+                                     stages: Set(Stage.allCases), dryRun: false, planFile: planFile)
     }
 }
 
 /// The shared body of `run`, the stage commands and `apply`.
 enum FactoryRun {
-    static func execute(_ factory: FactoryOptions, reports: ReportOptions, lockTimeout: Double, force: Bool, stages: Set<Stage>, dryRun: Bool,
-                        planFile: String?) async throws {
+    /// `runOptions` is nil for `apply`, whose saved plan is executed as it is.
+    static func execute(_ factory: FactoryOptions, reports: ReportOptions, lockTimeout: Double, runOptions: RunOptions?, stages: Set<Stage>,
+                        dryRun: Bool, planFile: String?) async throws {
+        let filter = PlanFilter(stages: stages, paths: runOptions?.only ?? [], labs: runOptions?.labs ?? [])
         let ci = factory.output.ciMode
         let startedAt = Date()
         let runID = RunID.make()
@@ -203,6 +226,7 @@ enum FactoryRun {
         do {
             var context = try await factory.context(writes: !dryRun)
             context.runner.lockTimeout = lockTimeout
+            try runOptions?.check(context.configuration)
             console.locateFailures(with: ActionSourceLocator(configuration: context.configuration))
             let plan: Plan
             if let planFile {
@@ -214,9 +238,9 @@ enum FactoryRun {
                     throw FactoryError.invalidInput("\(planFile) is not a valid plan: \(error)", file: planFile)
                 }
             } else {
-                plan = try await context.runner.plan(force: force).0
+                plan = try await context.runner.plan(force: runOptions?.force ?? false).0
             }
-            let selected = plan.selecting(stages: stages)
+            let selected = filter.apply(to: plan)
             if dryRun {
                 if factory.output.json { Console.out(String(decoding: try selected.encoded(), as: UTF8.self)) } else { PlanRenderer.print(selected) }
                 DiagnosticRenderer.printAnnotations(selected.diagnostics, ci: ci)
@@ -226,7 +250,7 @@ enum FactoryRun {
             }
             let runner = context.runner
             summary = try await Interrupts.cancellable {
-                try await runner.execute(selected, runID: runID, stages: stages, requireSamePlanBasis: planFile != nil,
+                try await runner.execute(selected, runID: runID, filter: filter, requireSamePlanBasis: planFile != nil,
                                                  events: { console.event($0) })
             }
         } catch let exit as ExitCode {
@@ -333,8 +357,13 @@ struct ReportCommand: AsyncParsableCommand {
             let inventory = try await context.runner.inventory()
             let page = CatalogRenderer.html(context.configuration, inventory: inventory, generatedAt: Date())
             let url = URL(fileURLWithPath: html)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try Data(page.utf8).write(to: url)
+            do {
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Data(page.utf8).write(to: url)
+            } catch {
+                throw FactoryError.invalidInput("Cannot write the catalogue to \(url.path): \(error.localizedDescription)",
+                                                file: url.path, hint: "Choose a path in a folder you can write to.")
+            }
             Console.out("Wrote the catalogue of \(context.configuration.templates.count) golden images to \(html)")
         } catch {
             throw ErrorMapper.report(error, ci: factory.output.ciMode)

@@ -25,6 +25,14 @@ struct CatalogueTests {
             #expect(html.contains("MicrosoftWindowsServer") && html.contains("windows-sysprep") && html.contains("linux-deprovision"))
             #expect(html.contains("<td>QALab</td><td>eastus</td><td>Windows_Server-2019_Datacenter-"), "the version each lab holds")
             #expect(!html.contains("not delivered yet"), "after a full run every lab has its images")
+            // The overview at the top: one row per image, linked to its card, with the labs holding the latest.
+            let overview = try #require(html.components(separatedBy: "<table class=\"overview\"").dropFirst().first?.components(separatedBy: "</table>").first)
+            #expect(overview.components(separatedBy: "<tr><td><a href=\"#").count - 1 == repo.sampleTemplatePaths.count)
+            #expect(overview.contains("<td>4 of 4</td>") || overview.contains("<td>3 of 3</td>") || overview.contains("<td>2 of 2</td>"), "\(overview)")
+            #expect(!overview.contains("not built yet"))
+            let report = try ImageFactory.run(["report", "--html", "/proc/x.html", "--repo", repo.path], environment: env)
+            #expect(report.status == 2)
+            #expect(report.stderr.contains("/proc/x.html"), "the error names the path: \(report.stderr)")
         }
     }
 }

@@ -129,4 +129,39 @@ struct RunResultTests {
             #expect(!FileManager.default.fileExists(atPath: repo.url(".imagefactory/operations.jsonl").path), "no request reached the cloud")
         }
     }
+
+    @Test("--only and --lab restrict a run's plan to one image path or lab, keep the builds it needs, and say what they left out")
+    func onlyAndLab() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            func plan(_ extra: [String]) throws -> [[String: Any]] {
+                let dry = try ImageFactory.run(["run", "--dry-run", "--json", "--repo", repo.path] + extra, environment: Self.instant)
+                #expect(dry.status == 0, "\(extra): \(dry)")
+                let json = try Self.json(dry.stdout)
+                if !extra.isEmpty {
+                    let notes = (json["diagnostics"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+                    #expect(notes.contains { $0.contains("Left out") }, "\(extra) says what it left out: \(notes)")
+                }
+                return json["actions"] as? [[String: Any]] ?? []
+            }
+            let all = try plan([])
+            #expect(all.count == 38)
+            let linux = try plan(["--only", "linux"])
+            #expect(!linux.isEmpty && linux.count < all.count)
+            let paths = Set(linux.compactMap { ($0["spec"] as? [String: Any])?["imagePath"] as? String })
+            #expect(!paths.isEmpty && paths.allSatisfy { $0.hasPrefix("Linux/") }, "\(paths)")
+
+            let qa = try plan(["--lab", "QALab"])
+            let distributions = qa.filter { $0["stage"] as? String == "distribute" }
+            #expect(!distributions.isEmpty)
+            #expect(distributions.allSatisfy { ($0["id"] as? String)?.hasPrefix("distribute/QALab/") == true }, "\(distributions.map { $0["id"] ?? "" })")
+            let builds = Set(qa.filter { $0["stage"] as? String == "build" }.compactMap { $0["id"] as? String })
+            let needed = Set(distributions.flatMap { $0["dependsOn"] as? [String] ?? [] }.map { $0.replacingOccurrences(of: "snap/", with: "build/") })
+            #expect(builds == needed, "the builds QALab's images need, and no others")
+
+            let wrong = try ImageFactory.run(["run", "--dry-run", "--only", "Nowhere", "--repo", repo.path], environment: Self.instant)
+            #expect(wrong.status == 2, "\(wrong)")
+            #expect(wrong.stderr.contains("--only Nowhere"))
+        }
+    }
 }

@@ -288,7 +288,7 @@ struct LocalCloudBehaviourTests {
     /// `qemu-img info -f vpc` (fixed VHDs carry only a footer, so qemu probes them as raw without `-f`).
     private func qemuInfo(_ file: URL) throws -> String {
         let qemu = try #require(Files.executable("qemu-img"),
-                                "qemu-img is not installed: install qemu-utils (scripts/bootstrap.sh does) so the VHD files can be checked.")
+                                "qemu-img is not installed: install qemu-utils so the VHD files can be checked (`bash scripts/bootstrap.sh --test` does).")
         let (status, output) = try Files.run(qemu, ["info", "-f", "vpc", file.path])
         #expect(status == 0, "qemu-img info failed: \(output)")
         return output
