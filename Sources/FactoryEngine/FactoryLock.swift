@@ -36,8 +36,8 @@ public struct FactoryLock: Sendable {
     }
 
     var clock: any FactoryClock { client.clock }
-    var lockBlob: BlobID { BlobID(container: container, name: FactoryLockBlobs.lock) }
-    var holderBlob: BlobID { BlobID(container: container, name: FactoryLockBlobs.holder) }
+    var lockBlob: BlobID { BlobID(container: container, name: FactoryStateBlobs.lock) }
+    var holderBlob: BlobID { BlobID(container: container, name: FactoryStateBlobs.holder) }
 
     /// Takes the lock, waiting up to `timeout` seconds for a busy factory (as Terraform's
     /// `-lock-timeout`), trying again every few seconds; then throws the busy error naming the holder.

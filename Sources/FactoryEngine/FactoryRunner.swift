@@ -29,9 +29,10 @@ public struct FactoryRunner: Sendable {
         try await InventoryReader(client: client).read(configuration)
     }
 
-    public func plan(force: Bool = false, now: Date? = nil) async throws -> (Plan, Inventory) {
+    public func plan(force: Bool = false, retireRemovedLabs: Bool = false, now: Date? = nil) async throws -> (Plan, Inventory) {
         let inventory = try await inventory()
-        return (FactoryPlanner.plan(configuration, inventory: inventory, options: PlanOptions(force: force, now: now ?? client.clock.now())), inventory)
+        let options = PlanOptions(force: force, now: now ?? client.clock.now(), retireRemovedLabs: retireRemovedLabs)
+        return (FactoryPlanner.plan(configuration, inventory: inventory, options: options), inventory)
     }
 
     /// Executes a plan. When `requireFingerprint` is set (apply of a saved plan), the inventory is
@@ -72,12 +73,44 @@ public struct FactoryRunner: Sendable {
                                                     hint: "Make a new plan with `imagefactory plan --out FILE` and review it.")
                 }
                 current = filter.apply(to: FactoryPlanner.plan(configuration, inventory: inventory,
-                                                                options: PlanOptions(force: plan.settings.force, now: client.clock.now())))
+                                                                options: PlanOptions(force: plan.settings.force, now: client.clock.now(),
+                                                                                     retireRemovedLabs: plan.settings.retireRemovedLabs ?? false)))
             }
             // Whoever shows progress counts the plan that runs, not the one made before the lock.
             events(.runStarted(current, revised: current != plan))
             let executor = FactoryExecutor(client: client, options: ExecutionOptions(runID: runID, stages: stages), events: events)
-            return try await executor.execute(current)
+            var summary = try await executor.execute(current)
+            if let problem = await Self.rememberTargets(inventory: inventory, summary: summary, container: current.factory.container,
+                                                        client: client, runID: runID) {
+                summary.diagnostics.append(problem)
+            }
+            return summary
+        }
+    }
+
+    /// Writes the labs this run delivered to (the targets record), keeping a removed lab until every
+    /// factory image in it has been retired, so that no lab's images are ever forgotten.
+    static func rememberTargets(inventory: Inventory, summary: RunSummary, container: ContainerID, client: CloudClient,
+                                runID: String) async -> Diagnostic? {
+        let retiredImages = Set(summary.results.filter { $0.outcome == .succeeded && $0.action.kind == .retireImage }.compactMap { result -> String? in
+            guard case .retireImage(let spec) = result.action.operation else { return nil }
+            return spec.image.lab.key + "/" + spec.image.name.lowercased()
+        })
+        var labs = inventory.labs.compactMap { $0.lab?.id }
+        for removed in inventory.removedLabs {
+            guard let id = removed.lab?.id else { continue }
+            let left = removed.images.filter { $0.tags[FactoryTag.imagePath] != nil && !retiredImages.contains(id.key + "/" + $0.id.name.lowercased()) }
+            if !left.isEmpty { labs.append(id) }
+        }
+        let record = TargetsRecord(labs: labs, runId: runID, updatedAt: client.clock.now())
+        let backend = client.backend
+        do {
+            let data = try JSONEncoder.iso.encode(record)
+            _ = try await client.call { try await backend.putBlob(BlobID(container: container, name: FactoryStateBlobs.targets), data: data, metadata: [:]) }
+            return nil
+        } catch {
+            return .warning("The record of this run's target labs could not be written (\(error)); a lab removed from Labs.json later may go unnoticed.",
+                            hint: "Run again to write it.")
         }
     }
 }

@@ -37,6 +37,9 @@ public struct Inventory: Codable, Sendable, Equatable {
     public var deployments: [Deployment]
     /// Records that could not be read.
     public var problems: [Diagnostic]
+    /// Labs an earlier run delivered to (the factory's targets record) that Labs.json no longer
+    /// lists, with their images: the factory's images there are reported, or retired on request.
+    public var removedLabs: [LabInventory] = []
 
     public init(factory: Lab, factoryVMs: [LabVirtualMachine], factoryImages: [CustomImage], records: [VhdRecord], factoryBlobs: [BlobProperties],
                 labs: [LabInventory], deployments: [Deployment], problems: [Diagnostic]) {
@@ -72,6 +75,12 @@ public struct Inventory: Codable, Sendable, Equatable {
             }
             for blob in lab.blobs.sorted(by: { $0.id.name < $1.id.name }) {
                 lines.append("  blob \(blob.id.name) \(blob.copyStatus?.rawValue ?? "-")")
+            }
+        }
+        for lab in removedLabs.sorted(by: { $0.key < $1.key }) {
+            lines.append("removed \(lab.key)")
+            for image in lab.images.sorted(by: { $0.id.name < $1.id.name }) {
+                lines.append("  image \(image.id.name.lowercased()) \(image.provisioningState) \(canonical(image.tags))")
             }
         }
         lines.append("deployments \(deployments.count)")

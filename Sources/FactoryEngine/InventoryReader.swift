@@ -29,7 +29,7 @@ public struct InventoryReader: Sendable {
         async let deployments = client.call { try await backend.listDeployments(subscriptionId: factoryID.subscriptionId, resourceGroup: factoryID.resourceGroup) }
         // The lock's own blobs are the lock's business, not inventory: a run holding the lock must not change the fingerprint.
         let blobs = try await listOrEmpty(container).filter {
-            !FactoryLockBlobs.all.contains($0.id.name)
+            !FactoryStateBlobs.all.contains($0.id.name)
         }
 
         // Records: one read each, in parallel.
@@ -78,9 +78,41 @@ public struct InventoryReader: Sendable {
                 return LabInventory(key: target.key, lab: nil, problem: "Lab \(target.labName) (\(id.resourceGroup), \(id.subscriptionId)) cannot be read: \(error.message)", images: [], blobs: [])
             }
         }
-        return Inventory(factory: factory, factoryVMs: try await vms, factoryImages: try await factoryImages,
-                         records: decoded.compactMap(\.0), factoryBlobs: blobs, labs: labInventories,
-                         deployments: try await deployments, problems: decoded.compactMap(\.1))
+        var inventory = Inventory(factory: factory, factoryVMs: try await vms, factoryImages: try await factoryImages,
+                                  records: decoded.compactMap(\.0), factoryBlobs: blobs, labs: labInventories,
+                                  deployments: try await deployments, problems: decoded.compactMap(\.1))
+        inventory.removedLabs = try await removedLabs(container: container, configuration: configuration, current: labInventories)
+        return inventory
+    }
+
+    /// The labs of the last run's targets record that Labs.json no longer lists, with their images.
+    /// A lab that is gone (deleted with its images) or unreadable has nothing to report.
+    private func removedLabs(container: ContainerID, configuration: FactoryConfiguration, current: [LabInventory]) async throws -> [LabInventory] {
+        let backend = client.backend
+        let client = self.client
+        let data: Data
+        do {
+            data = try await client.call { try await backend.getBlob(BlobID(container: container, name: FactoryStateBlobs.targets)) }
+        } catch let error as CloudError where error.isNotFound || error.code == "ContainerNotFound" {
+            return []
+        }
+        guard let record = try? JSONDecoder.iso.decode(TargetsRecord.self, from: data), record.formatVersion <= TargetsRecord.currentFormatVersion else {
+            return []
+        }
+        let currentKeys = Set(current.compactMap { $0.lab?.id.key })
+        let removed = record.labs.filter { id in
+            !currentKeys.contains(id.key) && !configuration.labs.contains { $0.identifies(id) }
+        }
+        let read: [LabInventory?] = try await BoundedConcurrency.map(removed, limit: concurrency) { id in
+            do {
+                let lab = try await client.call { try await backend.getLab(id) }
+                let images = try await client.call { try await backend.listCustomImages(lab: id) }
+                return LabInventory(key: id.key, lab: lab, problem: nil, images: images, blobs: [])
+            } catch let error as CloudError where error.isNotFound || error.status == 403 {
+                return nil
+            }
+        }
+        return read.compactMap { $0 }
     }
 
     private func listOrEmpty(_ container: ContainerID) async throws -> [BlobProperties] {

@@ -9,9 +9,13 @@ public struct PlanOptions: Sendable {
     public var deploymentMaxAge: Double
     /// Prune the oldest completed deployments above this count, well before Azure's 800.
     public var deploymentSoftLimit: Int
+    /// Retire the factory's images in labs an earlier run delivered to that Labs.json no longer lists.
+    public var retireRemovedLabs: Bool
 
-    public init(force: Bool = false, now: Date = Date(), deploymentMaxAge: Double = 15 * 86_400, deploymentSoftLimit: Int = 600) {
+    public init(force: Bool = false, now: Date = Date(), deploymentMaxAge: Double = 15 * 86_400, deploymentSoftLimit: Int = 600,
+                retireRemovedLabs: Bool = false) {
         self.force = force
+        self.retireRemovedLabs = retireRemovedLabs
         self.now = now
         self.deploymentMaxAge = deploymentMaxAge
         self.deploymentSoftLimit = deploymentSoftLimit
@@ -240,7 +244,7 @@ public enum FactoryPlanner {
         }
         for blob in inventory.factoryBlobs.sorted(by: { $0.id.name < $1.id.name }) {
             let name = blob.id.name
-            if recordFiles.contains(name) || FactoryLockBlobs.all.contains(name) { continue }
+            if recordFiles.contains(name) || FactoryStateBlobs.all.contains(name) { continue }
             if name.lowercased().hasSuffix(".json") { continue }  // unreadable records are reported, never deleted
             actions.append(PlanAction(id: "cleanup/blob/\(factory.storageAccount.name)/\(name)", stage: .cleanup,
                                       operation: .deleteTemporaryBlob(BlobID(container: factoryContainer, name: name)),
@@ -348,6 +352,23 @@ public enum FactoryPlanner {
             retireImages(in: lab.id, images: labInventory.images, subscribes: { path in target.subscribes(to: path) || target.images.contains { ImagePath.covers(path, $0, ignoringCase: true) } }, labKey: target.key)
         }
 
+        // Labs that left Labs.json: their factory images are reported, or retired when asked.
+        for removed in inventory.removedLabs.sorted(by: { $0.key < $1.key }) {
+            guard let lab = removed.lab else { continue }
+            let owned = removed.images.filter { $0.tags[FactoryTag.imagePath] != nil }.sorted { $0.id.name < $1.id.name }
+            guard !owned.isEmpty else { continue }
+            if options.retireRemovedLabs {
+                for image in owned {
+                    actions.append(PlanAction(id: "retire/image/\(lab.id.name)/\(image.id.name)", stage: .retire,
+                                              operation: .retireImage(ImageRetirementSpec(image: image.id, imagePath: ImagePath.normalize(image.tags[FactoryTag.imagePath]!))),
+                                              reason: "lab \(lab.id.name) is no longer in Labs.json (--retire-removed-labs)"))
+                }
+            } else {
+                diagnostics.append(.warning("Lab \(lab.id.name) (\(lab.id.resourceGroup), \(lab.id.subscriptionId)) received images from an earlier run but is no longer in Labs.json; its \(owned.count) factory image\(owned.count == 1 ? " stays" : "s stay") where it is.",
+                                            hint: "Run with --retire-removed-labs to retire them (counted against --max-deletions), or add the lab back to Labs.json."))
+            }
+        }
+
         let deletions = actions.reduce(0) { $0 + ($1.deletesImage ? 1 : 0) }
         if deletions > settings.maxDeletions {
             diagnostics.append(.error("This run would delete \(deletions) images, more than --max-deletions \(settings.maxDeletions): no image will be deleted.",
@@ -359,6 +380,7 @@ public enum FactoryPlanner {
                                                maxDeletions: settings.maxDeletions, timeoutMinutes: settings.timeoutMinutes, force: options.force),
                         actions: actions, diagnostics: diagnostics)
         plan.configurationDigest = configuration.digest.isEmpty ? nil : configuration.digest
+        if options.retireRemovedLabs { plan.settings.retireRemovedLabs = true }
         return plan
     }
 }

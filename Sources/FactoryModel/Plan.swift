@@ -500,6 +500,8 @@ public struct PlanSettings: Codable, Sendable, Equatable {
     public var maxDeletions: Int
     public var timeoutMinutes: Int
     public var force: Bool
+    /// `--retire-removed-labs`: retire the factory's images in labs no longer in Labs.json.
+    public var retireRemovedLabs: Bool?
 
     public init(maxConcurrentJobs: Int, imagesToSave: Int, maxDeletions: Int, timeoutMinutes: Int, force: Bool) {
         self.maxConcurrentJobs = maxConcurrentJobs
@@ -521,13 +523,34 @@ public enum FactoryTag {
     public static let imageName = "ImageFactoryImageName"
 }
 
-/// The blobs of the factory lock, in the factory's container: never records, never temporary.
-public enum FactoryLockBlobs {
+/// The factory's own state blobs in its container, beside the VHDs and records: never records,
+/// never temporary, never in the inventory's fingerprint.
+public enum FactoryStateBlobs {
     /// The blob whose lease is the lock.
     public static let lock = "imagefactory.lock"
     /// Who holds the lock (run, host, pid, since), so a refused run can say so.
     public static let holder = "imagefactory.lock.json"
-    public static let all: Set<String> = [lock, holder]
+    /// The target labs of the last run (`TargetsRecord`), so a lab removed from Labs.json is noticed.
+    public static let targets = "imagefactory.targets.json"
+    public static let all: Set<String> = [lock, holder, targets]
+}
+
+/// The labs a run delivered to, kept in the factory's storage after each run that changed
+/// something: a lab that later leaves Labs.json still holds the factory's images, and the next
+/// run reports it (and with `--retire-removed-labs` retires them).
+public struct TargetsRecord: Codable, Sendable, Equatable {
+    public static let currentFormatVersion = 1
+    public var formatVersion: Int
+    public var labs: [LabID]
+    public var runId: String
+    public var updatedAt: Date
+
+    public init(labs: [LabID], runId: String, updatedAt: Date) {
+        formatVersion = Self.currentFormatVersion
+        self.labs = labs
+        self.runId = runId
+        self.updatedAt = updatedAt
+    }
 }
 
 /// What a run executes of a plan: its stages, and what `--only` and `--lab` restrict it to. Applied

@@ -10,6 +10,9 @@ struct RunOptions: ParsableArguments {
     @Flag(name: .long, help: "Rebuild every template, changed or not.")
     var force: Bool = false
 
+    @Flag(name: .long, help: "Retire the factory's images in labs an earlier run delivered to that Labs.json no longer lists (counted against --max-deletions).")
+    var retireRemovedLabs: Bool = false
+
     @Option(name: .long, help: ArgumentHelp("Only this image path: a template or a folder under GoldenImages, by whole segments as in ImagePaths (repeatable).", valueName: "image-path"))
     var only: [String] = []
 
@@ -124,7 +127,7 @@ struct PlanCommand: AsyncParsableCommand {
         do {
             let context = try await factory.context(writes: false)
             try runOptions.check(context.configuration)
-            let (full, _) = try await context.runner.plan(force: runOptions.force)
+            let (full, _) = try await context.runner.plan(force: runOptions.force, retireRemovedLabs: runOptions.retireRemovedLabs)
             let plan = full.restricting(paths: runOptions.only, labs: runOptions.labs)
             if let out { try plan.encoded().write(to: URL(fileURLWithPath: out)) }
             if factory.output.json { Console.out(String(decoding: try plan.encoded(), as: UTF8.self)) } else { PlanRenderer.print(plan) }
@@ -238,7 +241,7 @@ enum FactoryRun {
                     throw FactoryError.invalidInput("\(planFile) is not a valid plan: \(error)", file: planFile)
                 }
             } else {
-                plan = try await context.runner.plan(force: runOptions?.force ?? false).0
+                plan = try await context.runner.plan(force: runOptions?.force ?? false, retireRemovedLabs: runOptions?.retireRemovedLabs ?? false).0
             }
             let selected = filter.apply(to: plan)
             if dryRun {

@@ -180,7 +180,7 @@ struct FactoryRunTests {
                 let containers = lab["containers"] as? [[String: Any]] ?? []
                 let blobs = containers.flatMap { ($0["blobs"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } }
                 if lab["name"] as? String == "ImageFactory" {
-                    let images = blobs.filter { !$0.hasPrefix("imagefactory.lock") }
+                    let images = blobs.filter { !$0.hasPrefix("imagefactory.") }
                     #expect(images.filter { $0.hasSuffix(".vhd") }.count == 7, "\(images)")
                     #expect(images.filter { $0.hasSuffix(".json") }.count == 7, "\(images)")
                     #expect(Set(images.map { ($0 as NSString).deletingPathExtension }).count == 7, "VHDs and records pair up: \(images)")

@@ -58,13 +58,13 @@ struct LockAndApplyTests {
 
         clock.advance(by: 2)
         _ = try await next.acquire(runID: "B")
-        let holder = try await factory.observer.getBlob(BlobID(container: factory.container(of: "ImageFactory"), name: FactoryLockBlobs.holder))
+        let holder = try await factory.observer.getBlob(BlobID(container: factory.container(of: "ImageFactory"), name: FactoryStateBlobs.holder))
         #expect(String(decoding: holder, as: UTF8.self).contains("\"runID\":\"B\""))
     }
 
     /// Rewrites the holder record as if another process had taken the lock.
     static func pretendHolder(_ factory: LocalFactory, lock: FactoryLock, pid: Int32, host: String = ProcessInfo.processInfo.hostName) async throws {
-        let blob = BlobID(container: try await factory.container(of: "ImageFactory"), name: FactoryLockBlobs.holder)
+        let blob = BlobID(container: try await factory.container(of: "ImageFactory"), name: FactoryStateBlobs.holder)
         var holder = try JSONDecoder.iso8601.decode(LockHolder.self, from: try await factory.observer.getBlob(blob))
         holder.pid = pid
         holder.host = host
@@ -98,7 +98,7 @@ struct LockAndApplyTests {
         try await Self.pretendHolder(factory, lock: killed, pid: try Self.deadPID())
         let lease = try await next.acquire(runID: "B")
         let holder = try JSONDecoder.iso8601.decode(LockHolder.self, from: try await factory.observer.getBlob(
-            BlobID(container: try await factory.container(of: "ImageFactory"), name: FactoryLockBlobs.holder)))
+            BlobID(container: try await factory.container(of: "ImageFactory"), name: FactoryStateBlobs.holder)))
         #expect(holder.runID == "B")
         #expect(holder.leaseID == lease.leaseID)
         await next.release(lease)
