@@ -100,13 +100,15 @@ let package = Package(
             name: "imagefactory-bench",
             dependencies: ["FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud"]
         ),
+        // What every test target shares: the git repository fixture and the operations-log reader.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "FactoryModelTests", dependencies: ["FactoryModel"]),
-        .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel"]),
+        .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel", "TestSupport"]),
         .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
         .testTarget(name: "LocalServeTests", dependencies: ["LocalServe", "LocalCloud", "FactoryModel"]),
-        .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud"]),
+        .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud", "TestSupport"]),
         .testTarget(name: "FactoryReportsTests", dependencies: ["FactoryReports", "FactoryEngine", "FactoryModel"], exclude: ["Golden"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", "ImageFactoryCLI", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", "ImageFactoryCLI", "TestSupport", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v6]
 )

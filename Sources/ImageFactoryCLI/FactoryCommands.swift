@@ -386,6 +386,10 @@ struct UnlockCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Break the lock: without it, unlock only says who holds it.")
     var yes: Bool = false
 
+    func validate() throws {
+        if factory.output.json { throw ValidationError("`unlock` prints a sentence for people; --json does not apply to it.") }
+    }
+
     func run() async throws {
         do {
             let context = try await factory.context(writes: yes)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// End-to-end: the built `imagefactory` binary, run as a subprocess on repositories made with real `git`.
 @Suite("imagefactory validate (the built binary)")
@@ -306,60 +307,13 @@ enum Subprocess {
 
 // MARK: - Fixture repositories
 
-/// A git repository in a temporary folder, made with the `git` command.
-struct FixtureRepository {
-    let root: URL
+/// The shared git fixture (TestSupport), in the end-to-end tests' own folder.
+typealias FixtureRepository = GitTestRepository
 
-    init() throws {
-        let folder = FileManager.default.temporaryDirectory
-            .appendingPathComponent("imagefactory-e2e-tests", isDirectory: true)
-            .appendingPathComponent(UUID().uuidString, isDirectory: true)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        root = folder.resolvingSymlinksInPath()
-        try git("init", "--quiet", "--initial-branch=main")
-        try git("config", "user.name", "Image Factory Tests")
-        try git("config", "user.email", "tests@imagefactory.invalid")
-        try git("config", "commit.gpgsign", "false")
-        try git("config", "core.autocrlf", "false")
-    }
-
-    static func with(_ body: (FixtureRepository) throws -> Void) throws {
-        let repository = try FixtureRepository()
-        defer { try? FileManager.default.removeItem(at: repository.root) }
-        try body(repository)
-    }
-
-    var path: String { root.path }
-
-    func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
-
-    func write(_ relative: String, _ text: String) throws {
-        try write(relative, data: Data(text.utf8))
-    }
-
-    func write(_ relative: String, data: Data) throws {
-        let file = url(relative)
-        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try data.write(to: file)
-    }
-
-    @discardableResult
-    func commit(_ files: [String: String] = [:], message: String = "Update configuration") throws -> String {
-        for (relative, text) in files { try write(relative, text) }
-        try git("add", "--all")
-        try git("commit", "--quiet", "--allow-empty", "-m", message)
-        return try git("rev-parse", "HEAD")
-    }
-
-    @discardableResult
-    func git(_ arguments: String...) throws -> String {
-        let result = try Subprocess.run(URL(fileURLWithPath: "/usr/bin/env"), ["git"] + arguments, in: root)
-        guard result.status == 0 else {
-            throw GitFailed(command: arguments.joined(separator: " "), result: result)
-        }
-        var text = result.stdout
-        while text.hasSuffix("\n") { text.removeLast() }
-        return text
+extension GitTestRepository {
+    /// Runs `body` with a new repository in the end-to-end tests' folder and deletes it afterwards.
+    static func with(_ body: (GitTestRepository) throws -> Void) throws {
+        try GitTestRepository.with(folder: "imagefactory-e2e-tests", body)
     }
 
     struct GitFailed: Error, CustomStringConvertible {

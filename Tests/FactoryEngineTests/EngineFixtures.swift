@@ -3,6 +3,7 @@ import FactoryModel
 import Foundation
 import LocalCloud
 import Testing
+import TestSupport
 
 // Fixtures shared by the planner unit tests and the executor integration tests: an in-memory
 // configuration folder, hand-built inventories, and a local cloud in a temporary directory.
@@ -181,18 +182,10 @@ extension Plan {
 
 // MARK: - A local cloud in a temporary directory
 
-/// One line of the local cloud's `operations.jsonl`.
-struct OperationEntry: Decodable {
-    var start: String
-    var end: String
-    var kind: String
-    var resource: String
-    var result: String
-    var status: Int
-    var write: Bool
-    var job: String?
-    var run: String?
+/// One line of the local cloud's `operations.jsonl` (the shared reader in TestSupport).
+typealias OperationEntry = LoggedOperation
 
+extension LoggedOperation {
     var startDate: Date { RecordTimestamp.parse(start)! }
     var endDate: Date { RecordTimestamp.parse(end)! }
 }
@@ -276,8 +269,7 @@ final class LocalFactory {
     }
 
     func operations() throws -> [OperationEntry] {
-        let text = try String(contentsOf: directory.appendingPathComponent("operations.jsonl"), encoding: .utf8)
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(OperationEntry.self, from: Data($0.utf8)) }
+        try LoggedOperation.read(stateDirectory: directory)
     }
 
     /// Creates a custom image by hand (as a lab owner would in the portal), from a VHD in a container of its own.
