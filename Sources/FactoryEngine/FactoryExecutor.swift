@@ -4,10 +4,11 @@ import Foundation
 public struct ExecutionOptions: Sendable {
     public var runID: String
     public var stages: Set<Stage>
-    /// Run stage after stage (every action of a stage before any of the next), as runs always have.
+    /// Run stage after stage (every action of a stage before any of the next), as runs did before
+    /// stages overlapped; kept to compare the two.
     public var stageBarriers: Bool
 
-    public init(runID: String, stages: Set<Stage> = Set(Stage.allCases), stageBarriers: Bool = true) {
+    public init(runID: String, stages: Set<Stage> = Set(Stage.allCases), stageBarriers: Bool = false) {
         self.runID = runID
         self.stages = stages
         self.stageBarriers = stageBarriers

@@ -8,6 +8,8 @@ public struct FactoryRunner: Sendable {
     public var lockSeconds: Double
     /// How long a run waits for a busy factory before giving up (0: not at all).
     public var lockTimeout: Double = 0
+    /// Run stage after stage instead of overlapping them (for comparison; see `PlanScheduler`).
+    public var stageBarriers = false
 
     public init(backend: any CloudBackend, configuration: FactoryConfiguration, lockSeconds: Double = 60, clock: any FactoryClock = SystemClock()) {
         self.client = CloudClient(backend: backend, clock: clock)
@@ -78,7 +80,8 @@ public struct FactoryRunner: Sendable {
             }
             // Whoever shows progress counts the plan that runs, not the one made before the lock.
             events(.runStarted(current, revised: current != plan))
-            let executor = FactoryExecutor(client: client, options: ExecutionOptions(runID: runID, stages: stages), events: events)
+            let executor = FactoryExecutor(client: client, options: ExecutionOptions(runID: runID, stages: stages, stageBarriers: stageBarriers),
+                                           events: events)
             var summary = try await executor.execute(current)
             if let problem = await Self.rememberTargets(inventory: inventory, summary: summary, container: current.factory.container,
                                                         client: client, runID: runID) {

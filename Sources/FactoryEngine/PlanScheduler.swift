@@ -3,15 +3,18 @@ import Foundation
 
 /// The one scheduler of a run: walks the plan's dependency graph and keeps at most
 /// `maxConcurrentJobs` actions in flight. An action starts as soon as every action it depends
-/// on has succeeded; one whose dependency failed, was skipped or is not part of this execution
-/// is skipped without taking a slot. With `stageBarriers` (today's behaviour), an action also
-/// waits until every action of the earlier stages has finished. Cancellation reaches every job
-/// through the task group.
+/// on has succeeded (and every action it must come `after` has ended); one whose dependency
+/// failed, was skipped or is not part of this execution is skipped without taking a slot.
+/// Stages overlap: a lab gets an image as soon as that image is captured, not when every build
+/// is done. Builds, which can take hours, hold at most half the slots while distributions are
+/// still to come, so they cannot starve them. With `stageBarriers` (the old behaviour, kept for
+/// comparison) an action also waits until every action of the earlier stages has finished.
+/// Cancellation reaches every job through the task group.
 public struct PlanScheduler: Sendable {
     public var maxConcurrentJobs: Int
     public var stageBarriers: Bool
 
-    public init(maxConcurrentJobs: Int, stageBarriers: Bool = true) {
+    public init(maxConcurrentJobs: Int, stageBarriers: Bool = false) {
         self.maxConcurrentJobs = max(1, maxConcurrentJobs)
         self.stageBarriers = stageBarriers
     }
@@ -66,13 +69,19 @@ public struct PlanScheduler: Sendable {
             progress(.stageStarted(stage, actions: actions.lazy.filter { $0.stage == stage }.count))
         }
 
+        /// Builds' share of the slots while distributions are still to come.
+        let buildShare = max(1, (maxConcurrentJobs + 1) / 2)
+        var inFlightByStage: [Stage: Int] = [:]
+
         try await withThrowingTaskGroup(of: (Int, ActionResult).self) { group in
             var inFlight = 0
             /// Starts what may start now; resolves skips at once (they may unblock or skip more).
             func fill() {
                 while true {
                     var progressed = false
-                    while let index = graph.nextReady(allowedStage: stageBarriers ? openStage() : nil) {
+                    while let index = graph.nextReady(allowedStage: stageBarriers ? openStage() : nil,
+                                                      excluding: !stageBarriers && (inFlightByStage[.build] ?? 0) >= buildShare
+                                                          && (remainingInStage[.distribute] ?? 0) > 0 ? [.build] : []) {
                         let action = graph.actions[index]
                         if let blocker = graph.blocker(of: index) {
                             announce(action.stage)
@@ -88,6 +97,7 @@ public struct PlanScheduler: Sendable {
                         }
                         announce(action.stage)
                         inFlight += 1
+                        inFlightByStage[action.stage, default: 0] += 1
                         group.addTask { (index, await perform(action)) }
                         progressed = true
                     }
@@ -97,6 +107,7 @@ public struct PlanScheduler: Sendable {
             fill()
             while let (index, result) = try await group.next() {
                 inFlight -= 1
+                inFlightByStage[result.action.stage, default: 1] -= 1
                 graph.finish(index, succeeded: result.outcome == .succeeded)
                 record(result)
                 try Task.checkCancellation()
@@ -144,6 +155,13 @@ struct Graph {
                     missing[i] = dependency
                 }
             }
+            // Ordering only: an action outside this execution is simply not waited for.
+            for earlier in Set(a.after).subtracting(a.dependsOn) {
+                if let j = index[earlier], j != i {
+                    waitingOn[i] += 1
+                    dependents[j].append(i)
+                }
+            }
         }
         for i in actions.indices where waitingOn[i] == 0 { ready[actions[i].stage, default: []].append(i) }
     }
@@ -158,9 +176,9 @@ struct Graph {
     }
 
     /// The next action whose dependencies have all finished: from `allowedStage` only when given,
-    /// else from the earliest stage that has one.
-    mutating func nextReady(allowedStage: Stage?) -> Int? {
-        for stage in allowedStage.map({ [$0] }) ?? Stage.allCases {
+    /// else from the earliest stage that has one, leaving `excluding` stages' actions queued.
+    mutating func nextReady(allowedStage: Stage?, excluding: Set<Stage> = []) -> Int? {
+        for stage in allowedStage.map({ [$0] }) ?? Stage.allCases where !excluding.contains(stage) {
             let head = readyHead[stage] ?? 0
             if let queue = ready[stage], head < queue.count {
                 readyHead[stage] = head + 1

@@ -155,7 +155,7 @@ public enum FactoryPlanner {
 
         // Distribute: every lab gets the newest image of every path it subscribes to.
         var distributeActions: [String: String] = [:]  // "labkey|path" -> action id
-        var labsWithDistributions = Set<String>()  // LabID keys
+        var distributionsByLab: [String: [String]] = [:]  // LabID key -> this run's distributions to it
         var temporaryInUse = Set<String>()
         for target in configuration.labs {
             guard let labInventory = labsByKey[target.key], let lab = labInventory.lab else {
@@ -198,7 +198,7 @@ public enum FactoryPlanner {
                 temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd")
                 let id = "distribute/\(lab.id.name)/\(path)"
                 distributeActions["\(target.key)|\(path)"] = id
-                labsWithDistributions.insert(lab.id.key)
+                distributionsByLab[lab.id.key, default: []].append(id)
                 let spec = DistributionSpec(
                     image: CustomImageID(lab: lab.id, name: newest.imageName), imagePath: path, source: newest.source,
                     destination: BlobID(container: labContainer, name: newest.imageName + ".vhd"),
@@ -262,12 +262,13 @@ public enum FactoryPlanner {
 
         for labInventory in inventory.labs {
             guard let lab = labInventory.lab, lab.id.key != factory.id.key else { continue }
-            let pending = labsWithDistributions.contains(lab.id.key)
+            let copies = distributionsByLab[lab.id.key] ?? []
+            let pending = !copies.isEmpty
             guard labInventory.hasTemporaryContainer || pending else { continue }
             actions.append(PlanAction(id: "cleanup/container/\(lab.storageAccount.name)", stage: .cleanup,
                                       operation: .deleteTemporaryContainer(ContainerID(account: lab.storageAccount, name: settings.container)),
                                       reason: pending ? "temporary container of this run's copies" : "temporary container left by an earlier run",
-                                      labHint: lab.id))
+                                      labHint: lab.id, after: copies))
         }
         let completed = inventory.deployments.filter { $0.provisioningState.isTerminal && $0.name.lowercased().hasPrefix(deploymentPrefix) }
             .sorted { $0.timestamp < $1.timestamp }

@@ -223,14 +223,19 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
     public var dependsOn: [String]
     /// The lab a storage-only action is about (its storage account belongs to it), for reports.
     public var labHint: LabID?
+    /// Actions this one must wait for, whatever their outcome (a lab's temporary container goes
+    /// after every copy into it has ended): ordering only, never a reason to skip.
+    public var after: [String]
 
-    public init(id: String, stage: Stage, operation: PlanOperation, reason: String, dependsOn: [String] = [], labHint: LabID? = nil) {
+    public init(id: String, stage: Stage, operation: PlanOperation, reason: String, dependsOn: [String] = [], labHint: LabID? = nil,
+                after: [String] = []) {
         self.id = id
         self.stage = stage
         self.operation = operation
         self.reason = reason
         self.dependsOn = dependsOn
         self.labHint = labHint
+        self.after = after
     }
 
     public var kind: ActionKind { operation.kind }
@@ -306,7 +311,7 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
 }
 
 extension PlanAction: Codable {
-    private enum CodingKeys: String, CodingKey { case id, stage, kind, reason, dependsOn, lab, spec }
+    private enum CodingKeys: String, CodingKey { case id, stage, kind, reason, dependsOn, after, lab, spec }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -314,6 +319,7 @@ extension PlanAction: Codable {
         stage = try c.decode(Stage.self, forKey: .stage)
         reason = try c.decode(String.self, forKey: .reason)
         dependsOn = try c.decodeIfPresent([String].self, forKey: .dependsOn) ?? []
+        after = try c.decodeIfPresent([String].self, forKey: .after) ?? []
         labHint = try c.decodeIfPresent(LabID.self, forKey: .lab)
         switch try c.decode(ActionKind.self, forKey: .kind) {
         case .buildVM: operation = .buildVM(try c.decode(BuildVMSpec.self, forKey: .spec))
@@ -337,6 +343,7 @@ extension PlanAction: Codable {
         try c.encode(kind, forKey: .kind)
         try c.encode(reason, forKey: .reason)
         try c.encode(dependsOn, forKey: .dependsOn)
+        if !after.isEmpty { try c.encode(after, forKey: .after) }
         try c.encodeIfPresent(labHint, forKey: .lab)
         switch operation {
         case .buildVM(let s): try c.encode(s, forKey: .spec)

@@ -13,6 +13,10 @@ struct RunOptions: ParsableArguments {
     @Flag(name: .long, help: "Retire the factory's images in labs an earlier run delivered to that Labs.json no longer lists (counted against --max-deletions).")
     var retireRemovedLabs: Bool = false
 
+    /// The old executor, stage after stage, kept to measure what overlapping stages gains.
+    @Flag(name: .long, help: .hidden)
+    var stageBarriers: Bool = false
+
     @Option(name: .long, help: ArgumentHelp("Only this image path: a template or a folder under GoldenImages, by whole segments as in ImagePaths (repeatable).", valueName: "image-path"))
     var only: [String] = []
 
@@ -229,6 +233,7 @@ enum FactoryRun {
         do {
             var context = try await factory.context(writes: !dryRun)
             context.runner.lockTimeout = lockTimeout
+            context.runner.stageBarriers = runOptions?.stageBarriers ?? false
             try runOptions?.check(context.configuration)
             console.locateFailures(with: ActionSourceLocator(configuration: context.configuration))
             let plan: Plan

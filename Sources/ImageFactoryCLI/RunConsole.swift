@@ -47,6 +47,9 @@ final class RunConsole: @unchecked Sendable {
     private var done: [Stage: Int] = [:]
     private var inFlight = 0
     private var currentStage: Stage?
+    /// The stage whose `::group::` is open: GitHub's groups do not nest, and stages overlap, so a
+    /// stage that starts while another's group is open gets a plain line instead.
+    private var openGroup: Stage?
     private let started = Date()
     private var finishedDurations: [Double] = []
     private var lastDraw = Date.distantPast
@@ -113,7 +116,14 @@ final class RunConsole: @unchecked Sendable {
             clearStatus()
             switch ci {
             case .azureDevOps: out("##[section]Stage \(stage.rawValue): \(count) action\(count == 1 ? "" : "s")")
-            case .github: out("::group::Stage \(stage.rawValue) (\(count) action\(count == 1 ? "" : "s"))")
+            case .github:
+                let text = "Stage \(stage.rawValue) (\(count) action\(count == 1 ? "" : "s"))"
+                if openGroup == nil {
+                    openGroup = stage
+                    out("::group::" + text)
+                } else {
+                    out(text)
+                }
             case .none: if !options.quiet { line("== \(stage.rawValue): \(count) action\(count == 1 ? "" : "s")") }
             }
         case .actionStarted(let action):
@@ -147,7 +157,10 @@ final class RunConsole: @unchecked Sendable {
         case .stageFinished(let stage, let ok, let failed, let skipped):
             clearStatus()
             if !options.quiet || failed > 0 { line("== \(stage.rawValue) done: \(ok) succeeded, \(failed) failed, \(skipped) skipped") }
-            if ci == .github { out("::endgroup::") }
+            if ci == .github, openGroup == stage {
+                out("::endgroup::")
+                openGroup = nil
+            }
         case .note(let text):
             if !options.quiet { line(text) }
         case .runStarted(let plan, let revised):

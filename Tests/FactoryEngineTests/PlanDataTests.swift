@@ -139,6 +139,19 @@ struct PlanDataTests {
         #expect(throws: DecodingError.self) { try Plan.decode(edited) }
     }
 
+    @Test("a lab's temporary container is removed after every copy into it, whatever the copies' outcome")
+    func containerWaitsForItsCopies() throws {
+        let (configuration, inventory) = try Self.busyFactory()
+        let plan = Self.plan(configuration, inventory)
+        let containers = plan.actions(.deleteTemporaryContainer).filter { !$0.after.isEmpty }
+        #expect(!containers.isEmpty, "the busy factory copies into some lab")
+        for container in containers {
+            let copies = plan.actions.filter { ($0.kind == .distributeImage || $0.kind == .repairImage) && $0.labID?.key == container.labID?.key }
+            #expect(Set(container.after) == Set(copies.map(\.id)))
+            #expect(container.dependsOn.isEmpty, "ordering only: a failed copy does not keep its container")
+        }
+    }
+
     @Test("a plan round-trips through its JSON form")
     func jsonRoundTrip() throws {
         let (configuration, inventory) = try Self.busyFactory()

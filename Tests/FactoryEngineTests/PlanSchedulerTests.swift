@@ -128,6 +128,39 @@ struct PlanSchedulerTests {
         #expect(await probe.started == ["build/a"])
     }
 
+    @Test("builds hold at most half the slots while distributions are still to come, so long builds cannot starve them")
+    func buildsShareTheSlots() async throws {
+        let probe = SchedulerProbe()
+        let builds = (0..<4).map { Self.action("build/\($0)", .build) }
+        let actions = builds + [Self.action("distribute/ready", .distribute)]
+        let task = Self.start(actions, limit: 4, barriers: false, probe: probe)
+        await Self.waitFor(probe, ["build/0", "build/1", "distribute/ready"])
+        for _ in 0..<200 { await Task.yield() }
+        #expect(await probe.waiting == ["build/0", "build/1", "distribute/ready"], "two builds, and the distribution got its slot")
+        _ = await probe.finish("distribute/ready")
+        // No distribution left: builds may now use every slot.
+        await Self.waitFor(probe, ["build/0", "build/1", "build/2", "build/3"])
+        for id in ["build/0", "build/1", "build/2", "build/3"] { _ = await probe.finish(id) }
+        #expect(try await task.value.count == 5)
+    }
+
+    @Test("an ordering edge (`after`) waits for an action whatever its outcome, and never skips")
+    func afterWaitsButNeverSkips() async throws {
+        let probe = SchedulerProbe()
+        let copy = Self.action("distribute/lab", .distribute)
+        var container = Self.action("cleanup/container/lab", .cleanup)
+        container.after = [copy.id]
+        let task = Self.start([container, copy], limit: 2, barriers: false, probe: probe)
+        await Self.waitFor(probe, ["distribute/lab"])
+        for _ in 0..<200 { await Task.yield() }
+        #expect(await probe.waiting == ["distribute/lab"], "the container waits for the copy into it")
+        _ = await probe.finish("distribute/lab", succeeded: false)
+        await Self.waitFor(probe, ["cleanup/container/lab"])
+        _ = await probe.finish("cleanup/container/lab")
+        let results = try await task.value
+        #expect(results.map(\.outcome) == [.failed, .succeeded])
+    }
+
     @Test("actions in a dependency cycle are reported skipped, never dropped or hung on")
     func cycles() async throws {
         let probe = SchedulerProbe()
