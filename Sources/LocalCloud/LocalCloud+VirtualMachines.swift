@@ -38,7 +38,7 @@ extension LocalCloud {
                                      message: "Creating the deployment '\(request.deploymentName)' would exceed the quota of '\(maxDeployments)'. The current deployment count is '\(maxDeployments)'. Please delete some deployments before creating a new one.")
                 }
                 let now = self.clock.now()
-                let readyAt = now.addingTimeInterval(latency.deployment + latency.artifact * Double(plannedArtifacts.count))
+                let readyAt = now.addingTimeInterval(template.buildSeconds ?? (latency.deployment + latency.artifact * Double(plannedArtifacts.count)))
                 let anyFailure = plannedArtifacts.contains { $0.failure != nil } || provisioningFails
                 let generalizes = !anyFailure && plannedArtifacts.last.map { ["windows-sysprep", "linux-deprovision"].contains($0.name.lowercased()) } == true
                 var events = [PowerEvent(at: readyAt, state: "Running")]
@@ -67,6 +67,10 @@ extension LocalCloud {
     struct TemplateVM {
         var osType: OSType
         var baseImage: String
+        /// `metadata.localCloud.buildSeconds`: how long this template's VM takes to deploy and run its
+        /// artifacts in the local cloud, instead of the latency profile's (heterogeneous factories in tests
+        /// and benchmarks: a Windows image with Visual Studio builds for hours, a Linux one in minutes).
+        var buildSeconds: Double?
     }
 
     /// Reads the lab VM resource of a template the way ARM would, rejecting what ARM rejects.
@@ -84,7 +88,9 @@ extension LocalCloud {
                 throw CloudError(status: 400, code: "InvalidTemplate", message: "Deployment template validation failed: the virtual machine has no osType.")
             }
             let base = ["publisher", "offer", "sku", "version"].map { (JSONText.value(gallery, $0) as? String) ?? "" }.joined(separator: ":")
-            return TemplateVM(osType: osType, baseImage: base)
+            let localCloud = (JSONText.value(root, "metadata") as? [String: Any]).flatMap { JSONText.value($0, "localCloud") as? [String: Any] }
+            let buildSeconds = localCloud.flatMap { JSONText.value($0, "buildSeconds") as? Double }
+            return TemplateVM(osType: osType, baseImage: base, buildSeconds: buildSeconds)
         }
         throw CloudError(status: 400, code: "InvalidTemplate", message: "Deployment template validation failed: no Microsoft.DevTestLab/labs/virtualmachines resource.")
     }

@@ -396,6 +396,8 @@ struct SyntheticFactory {
     var maxConcurrentJobs = 20
     /// Every lab subscribes to the whole GoldenImages tree (for the local-cloud benchmarks).
     var everyLabTakesEverything = false
+    /// Per template: how long the local cloud takes to build it (`metadata.localCloud.buildSeconds`), when set.
+    var buildSeconds: (@Sendable (Int) -> Double)? = nil
 
     static let factorySubscription = "00000000-0000-4000-8000-000000000000"
     static let regions = ["westeurope", "westeurope", "northeurope", "eastus"]
@@ -424,10 +426,12 @@ struct SyntheticFactory {
             ? #""publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2", "osType": "Linux""#
             : #""publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2022-datacenter-azure-edition", "osType": "Windows""#
         let artifact = linux ? "linux-apt-package" : "windows-chocolatey"
+        let metadata = buildSeconds.map { #""metadata": { "localCloud": { "buildSeconds": \#($0(t)) } },"# } ?? ""
         return """
             {
               "$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json",
               "contentVersion": "1.0.0.0",
+              \(metadata)
               "parameters": {
                 "newVMName": { "type": "string" }, "labName": { "type": "string" }, "size": { "type": "string" },
                 "userName": { "type": "string" }, "password": { "type": "securestring" }

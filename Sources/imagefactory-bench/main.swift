@@ -552,6 +552,8 @@ do {
         try await PipelineBenchmarks.distribute(arguments: Array(arguments.dropFirst()))
     case "nochange":
         try await PipelineBenchmarks.noChange(arguments: Array(arguments.dropFirst()))
+    case "critical-path":
+        try await CriticalPathBenchmark.run(arguments: Array(arguments.dropFirst()))
     case nil, "-h", "--help", "help":
         print(usage)
     default:
