@@ -44,7 +44,7 @@ public struct FactoryExecutor: Sendable {
         let state = ExecutionState()
         var results: [ActionResult] = []
         var selected = plan.actions.filter { options.stages.contains($0.stage) }
-        if plan.deletionCount > plan.settings.maxDeletions {
+        if plan.guardedDeletionCount > plan.settings.maxDeletions {
             let now = clock.now()
             for action in selected where action.deletesImage {
                 results.append(ActionResult(action: action, outcome: .skipped, message: "not run: the plan exceeds --max-deletions", start: now, end: now))

@@ -13,6 +13,23 @@ public struct LockHolder: Codable, Sendable {
     /// The holder's lease: proof of ownership when a later run takes over from a holder that is
     /// provably gone (releasing a lease needs its id, so a live run's lease can never be taken).
     public var leaseID: String?
+    /// The running kernel and process namespace the holder's pid belongs to (`ProcessSpace`):
+    /// host names repeat across containers and machines, so a pid proves nothing without it.
+    public var processSpace: String?
+}
+
+/// Where a pid means something: the kernel's boot id and the pid namespace (Linux). Two processes
+/// whose spaces match can check each other's pids; anything else (another machine, another
+/// container, a reboot, a system without /proc) cannot, and waits for the lease instead.
+public enum ProcessSpace {
+    public static let current: String? = {
+        guard let boot = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !boot.isEmpty,
+              let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid"), !namespace.isEmpty else {
+            return nil
+        }
+        return boot + "/" + namespace
+    }()
 }
 
 /// A lease the lock holds: the run it belongs to and the GUID Blob storage knows it by.
@@ -93,7 +110,13 @@ public struct FactoryLock: Sendable {
                 // release its lease with its own id and take the factory now, not after the lease expires.
                 // A lease that is not the named holder's (a newer run took it) refuses the release.
                 if (try? await client.call({ try await backend.releaseLease(lock, leaseID: gone) })) != nil {
-                    _ = try await client.call { try await backend.acquireLease(lock, duration: self.leaseSeconds, proposedLeaseID: lease.leaseID) }
+                    do {
+                        _ = try await client.call { try await backend.acquireLease(lock, duration: self.leaseSeconds, proposedLeaseID: lease.leaseID) }
+                    } catch let error as CloudError where error.code == "LeaseAlreadyPresent" {
+                        // Another run took the factory between the release and this acquire: busy, like any other time.
+                        throw FactoryError(.busy, "The factory is busy: another run took it over just now.",
+                                           hint: "Wait for that run to finish, or use --lock-timeout.")
+                    }
                     try await writeHolder(runID: runID, lease: lease)
                     return lease
                 }
@@ -119,7 +142,8 @@ public struct FactoryLock: Sendable {
     /// Whether the holder ran on this host and its process is gone. On another host nothing can be
     /// proven, and a live process (or a reused pid) counts as alive: both wait for the lease instead.
     func holderIsGone(_ holder: LockHolder) -> Bool {
-        guard holder.host == ProcessInfo.processInfo.hostName, holder.pid > 0,
+        guard let space = ProcessSpace.current, holder.processSpace == space,
+              holder.host == ProcessInfo.processInfo.hostName, holder.pid > 0,
               holder.pid != ProcessInfo.processInfo.processIdentifier else { return false }
         return kill(holder.pid, 0) != 0 && errno == ESRCH
     }
@@ -127,7 +151,7 @@ public struct FactoryLock: Sendable {
     private func writeHolder(runID: String, lease: LockLease) async throws {
         let backend = client.backend
         let holder = LockHolder(runID: runID, host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier,
-                                since: clock.now(), leaseID: lease.leaseID)
+                                since: clock.now(), leaseID: lease.leaseID, processSpace: ProcessSpace.current)
         let data = try JSONEncoder.iso.encode(holder)
         _ = try await client.call { try await backend.putBlob(self.holderBlob, data: data, metadata: [:]) }
     }

@@ -100,10 +100,16 @@ public struct FactoryRunner: Sendable {
             return spec.image.lab.key + "/" + spec.image.name.lowercased()
         })
         var labs = inventory.labs.compactMap { $0.lab?.id }
-        for removed in inventory.removedLabs {
-            guard let id = removed.lab?.id else { continue }
-            let left = removed.images.filter { $0.tags[FactoryTag.imagePath] != nil && !retiredImages.contains(id.key + "/" + $0.id.name.lowercased()) }
-            if !left.isEmpty { labs.append(id) }
+        var keys = Set(labs.map(\.key))
+        for id in inventory.previousTargets where !keys.contains(id.key) && !inventory.goneTargets.contains(id.key) {
+            if let removed = inventory.removedLabs.first(where: { $0.lab?.id.key == id.key }) {
+                // Read this run: remembered while any factory image is left in it.
+                let left = removed.images.filter { $0.tags[FactoryTag.imagePath] != nil && !retiredImages.contains(id.key + "/" + $0.id.name.lowercased()) }
+                if left.isEmpty { continue }
+            }
+            // Not read this run (no access, a fault, a lab of Labs.json that could not be found): remembered as it was.
+            labs.append(id)
+            keys.insert(id.key)
         }
         let record = TargetsRecord(labs: labs, runId: runID, updatedAt: client.clock.now())
         let backend = client.backend

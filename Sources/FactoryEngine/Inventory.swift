@@ -40,6 +40,10 @@ public struct Inventory: Codable, Sendable, Equatable {
     /// Labs an earlier run delivered to (the factory's targets record) that Labs.json no longer
     /// lists, with their images: the factory's images there are reported, or retired on request.
     public var removedLabs: [LabInventory] = []
+    /// The labs of the last run's targets record (empty before the first run that wrote one).
+    public var previousTargets: [LabID] = []
+    /// Keys of previous targets that no longer exist (404): nothing left to remember.
+    public var goneTargets: Set<String> = []
 
     public init(factory: Lab, factoryVMs: [LabVirtualMachine], factoryImages: [CustomImage], records: [VhdRecord], factoryBlobs: [BlobProperties],
                 labs: [LabInventory], deployments: [Deployment], problems: [Diagnostic]) {

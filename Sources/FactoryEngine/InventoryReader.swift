@@ -81,38 +81,49 @@ public struct InventoryReader: Sendable {
         var inventory = Inventory(factory: factory, factoryVMs: try await vms, factoryImages: try await factoryImages,
                                   records: decoded.compactMap(\.0), factoryBlobs: blobs, labs: labInventories,
                                   deployments: try await deployments, problems: decoded.compactMap(\.1))
-        inventory.removedLabs = try await removedLabs(container: container, configuration: configuration, current: labInventories)
+        let previous = try await previousTargets(container: container)
+        inventory.previousTargets = previous
+        (inventory.removedLabs, inventory.goneTargets) = try await removedLabs(previous, configuration: configuration, current: labInventories)
         return inventory
     }
 
-    /// The labs of the last run's targets record that Labs.json no longer lists, with their images.
-    /// A lab that is gone (deleted with its images) or unreadable has nothing to report.
-    private func removedLabs(container: ContainerID, configuration: FactoryConfiguration, current: [LabInventory]) async throws -> [LabInventory] {
+    /// The labs of the last run's targets record.
+    private func previousTargets(container: ContainerID) async throws -> [LabID] {
         let backend = client.backend
-        let client = self.client
-        let data: Data
         do {
-            data = try await client.call { try await backend.getBlob(BlobID(container: container, name: FactoryStateBlobs.targets)) }
+            let data = try await client.call { try await backend.getBlob(BlobID(container: container, name: FactoryStateBlobs.targets)) }
+            guard let record = try? JSONDecoder.iso.decode(TargetsRecord.self, from: data), record.formatVersion <= TargetsRecord.currentFormatVersion else {
+                return []
+            }
+            return record.labs
         } catch let error as CloudError where error.isNotFound || error.code == "ContainerNotFound" {
             return []
         }
-        guard let record = try? JSONDecoder.iso.decode(TargetsRecord.self, from: data), record.formatVersion <= TargetsRecord.currentFormatVersion else {
-            return []
-        }
+    }
+
+    /// The labs of the last run's targets record that Labs.json no longer lists, with their images,
+    /// and those that are gone (404). One that cannot be read now (403, a fault) is neither: it is
+    /// remembered for a later run.
+    private func removedLabs(_ previous: [LabID], configuration: FactoryConfiguration,
+                             current: [LabInventory]) async throws -> ([LabInventory], Set<String>) {
+        let backend = client.backend
+        let client = self.client
         let currentKeys = Set(current.compactMap { $0.lab?.id.key })
-        let removed = record.labs.filter { id in
+        let removed = previous.filter { id in
             !currentKeys.contains(id.key) && !configuration.labs.contains { $0.identifies(id) }
         }
-        let read: [LabInventory?] = try await BoundedConcurrency.map(removed, limit: concurrency) { id in
+        let read: [(LabInventory?, String?)] = try await BoundedConcurrency.map(removed, limit: concurrency) { id in
             do {
                 let lab = try await client.call { try await backend.getLab(id) }
                 let images = try await client.call { try await backend.listCustomImages(lab: id) }
-                return LabInventory(key: id.key, lab: lab, problem: nil, images: images, blobs: [])
-            } catch let error as CloudError where error.isNotFound || error.status == 403 {
-                return nil
+                return (LabInventory(key: id.key, lab: lab, problem: nil, images: images, blobs: []), nil)
+            } catch let error as CloudError where error.isNotFound {
+                return (nil, id.key)
+            } catch let error as CloudError where error.status == 403 {
+                return (nil, nil)
             }
         }
-        return read.compactMap { $0 }
+        return (read.compactMap(\.0), Set(read.compactMap(\.1)))
     }
 
     private func listOrEmpty(_ container: ContainerID) async throws -> [BlobProperties] {

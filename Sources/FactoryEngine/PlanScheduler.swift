@@ -69,9 +69,15 @@ public struct PlanScheduler: Sendable {
             progress(.stageStarted(stage, actions: actions.lazy.filter { $0.stage == stage }.count))
         }
 
-        /// Builds' share of the slots while distributions are still to come.
+        /// Builds' share of the slots once other work waits for slots or images are being captured
+        /// (so that distributions will come): below that, builds may use every slot.
         let buildShare = max(1, (maxConcurrentJobs + 1) / 2)
         var inFlightByStage: [Stage: Int] = [:]
+        var capturesDone = 0
+        func buildsCapped() -> Bool {
+            guard !stageBarriers, (inFlightByStage[.build] ?? 0) >= buildShare, (remainingInStage[.distribute] ?? 0) > 0 else { return false }
+            return capturesDone > 0 || graph.hasReady(except: .build)
+        }
 
         try await withThrowingTaskGroup(of: (Int, ActionResult).self) { group in
             var inFlight = 0
@@ -79,9 +85,7 @@ public struct PlanScheduler: Sendable {
             func fill() {
                 while true {
                     var progressed = false
-                    while let index = graph.nextReady(allowedStage: stageBarriers ? openStage() : nil,
-                                                      excluding: !stageBarriers && (inFlightByStage[.build] ?? 0) >= buildShare
-                                                          && (remainingInStage[.distribute] ?? 0) > 0 ? [.build] : []) {
+                    while let index = graph.nextReady(allowedStage: stageBarriers ? openStage() : nil, excluding: buildsCapped() ? [.build] : []) {
                         let action = graph.actions[index]
                         if let blocker = graph.blocker(of: index) {
                             announce(action.stage)
@@ -108,6 +112,7 @@ public struct PlanScheduler: Sendable {
             while let (index, result) = try await group.next() {
                 inFlight -= 1
                 inFlightByStage[result.action.stage, default: 1] -= 1
+                if result.action.stage == .snap && result.outcome == .succeeded { capturesDone += 1 }
                 graph.finish(index, succeeded: result.outcome == .succeeded)
                 record(result)
                 try Task.checkCancellation()
@@ -191,6 +196,11 @@ struct Graph {
     /// Puts back the action `nextReady` just gave, when no slot was free for it.
     mutating func unpop(_ index: Int) {
         readyHead[actions[index].stage, default: 1] -= 1
+    }
+
+    /// Whether an action of another stage than `stage` is ready to start.
+    func hasReady(except stage: Stage) -> Bool {
+        ready.contains { $0.key != stage && (readyHead[$0.key] ?? 0) < $0.value.count }
     }
 
     /// Actions that never finished (a dependency cycle).

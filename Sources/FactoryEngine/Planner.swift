@@ -50,6 +50,15 @@ public enum FactoryPlanner {
         let vmsByName = Dictionary(inventory.factoryVMs.map { ($0.id.name.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
         // Lab lookups by Labs.json key (the first entry wins, as `Inventory.lab(_:)` does): one hash each, not a scan of every lab.
         let labsByKey = Dictionary(inventory.labs.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        // Action ids name a lab by its name, or by name@subscription when two labs share a name:
+        // ids must be unique, or one lab's retirements would wait for the other lab's copy.
+        var labNameCount: [String: Int] = [:]
+        for lab in Set(inventory.labs.compactMap { $0.lab?.id } + inventory.removedLabs.compactMap { $0.lab?.id } + [factory.id]) {
+            labNameCount[lab.name.lowercased(), default: 0] += 1
+        }
+        func label(_ lab: LabID) -> String {
+            (labNameCount[lab.name.lowercased()] ?? 0) > 1 ? "\(lab.name)@\(lab.subscriptionId)" : lab.name
+        }
         var takenNames = Set(inventory.records.map(\.imageName))
         for blob in inventory.factoryBlobs { takenNames.insert((blob.id.name as NSString).deletingPathExtension) }
         // A name some lab already uses for an image the factory did not make is not free either.
@@ -196,7 +205,7 @@ public enum FactoryPlanner {
                 }
                 if crossRegion { reason += "; cross-region copy \(factory.location) → \(lab.location)" }
                 temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd")
-                let id = "distribute/\(lab.id.name)/\(path)"
+                let id = "distribute/\(label(lab.id))/\(path)"
                 distributeActions["\(target.key)|\(path)"] = id
                 distributionsByLab[lab.id.key, default: []].append(id)
                 let spec = DistributionSpec(
@@ -277,6 +286,13 @@ public enum FactoryPlanner {
             let excess = inventory.deployments.count - options.deploymentSoftLimit
             for d in completed.prefix(excess) where !prune.contains(d) { prune.append(d) }
         }
+        // A build of this plan reuses its template's deployment name (a --force rebuild of an
+        // unchanged template): never prune that one, it may be running by then.
+        let buildingNow = Set(actions.compactMap { action -> String? in
+            if case .buildVM(let spec) = action.operation { return spec.deploymentName.lowercased() }
+            return nil
+        })
+        prune.removeAll { buildingNow.contains($0.name.lowercased()) }
         if !prune.isEmpty {
             actions.append(PlanAction(id: "cleanup/deployments", stage: .cleanup,
                                       operation: .pruneDeployments(DeploymentPruneSpec(subscriptionId: factory.id.subscriptionId,
@@ -333,14 +349,18 @@ public enum FactoryPlanner {
                 } else {
                     // The lab's current image (arriving this run or already there) is kept and counts as one.
                     let newName = labKey != nil ? latest[path]?.imageName.lowercased() : nil
-                    let keep = max(0, settings.imagesToSave - (newName != nil ? 1 : 0))
+                    // The current image counts as one kept only once it exists for sure: one still
+                    // being created may yet fail, so the older ones stay meanwhile.
+                    let current = newName.flatMap { name in sorted.first { $0.id.name.lowercased() == name } }
+                    let currentIsSettled = current.map { $0.provisioningState == .succeeded } ?? true
+                    let keep = max(0, settings.imagesToSave - (newName != nil && currentIsSettled ? 1 : 0))
                     let candidates = sorted.filter { $0.id.name.lowercased() != newName }
                     victims = Array(candidates.dropFirst(keep))
                     reason = "older than the newest \(settings.imagesToSave) of \(path)"
                 }
                 for image in victims {
                     let distribute = labKey.flatMap { distributeActions["\($0)|\(path)"] }
-                    actions.append(PlanAction(id: "retire/image/\(labID.name)/\(image.id.name)", stage: .retire,
+                    actions.append(PlanAction(id: "retire/image/\(label(labID))/\(image.id.name)", stage: .retire,
                                               operation: .retireImage(ImageRetirementSpec(image: image.id, imagePath: path)), reason: reason ?? "",
                                               dependsOn: distribute.map { [$0] } ?? []))
                 }
@@ -360,7 +380,7 @@ public enum FactoryPlanner {
             guard !owned.isEmpty else { continue }
             if options.retireRemovedLabs {
                 for image in owned {
-                    actions.append(PlanAction(id: "retire/image/\(lab.id.name)/\(image.id.name)", stage: .retire,
+                    actions.append(PlanAction(id: "retire/image/\(label(lab.id))/\(image.id.name)", stage: .retire,
                                               operation: .retireImage(ImageRetirementSpec(image: image.id, imagePath: ImagePath.normalize(image.tags[FactoryTag.imagePath]!))),
                                               reason: "lab \(lab.id.name) is no longer in Labs.json (--retire-removed-labs)"))
                 }

@@ -393,6 +393,8 @@ public struct Plan: Codable, Sendable, Equatable {
     public var diagnostics: [Diagnostic]
     /// Digest of the configuration files the plan was made from (absent in plans of older versions).
     public var configurationDigest: String?
+    /// The deletions of the plan before `--only` / `--lab` restricted it: what `--max-deletions` is checked against.
+    public var unrestrictedDeletionCount: Int?
 
     public init(commit: String?, inventoryFingerprint: String, createdAt: Date, factory: FactoryTarget, settings: PlanSettings,
                 actions: [PlanAction], diagnostics: [Diagnostic]) {
@@ -431,6 +433,8 @@ public struct Plan: Codable, Sendable, Equatable {
         }
         var restricted = self
         restricted.actions = actions.filter { kept.contains($0.id) }
+        // --max-deletions guards the whole plan: one restricted run after another cannot get round it.
+        restricted.unrestrictedDeletionCount = max(unrestrictedDeletionCount ?? 0, deletionCount)
         let left = actions.count - restricted.actions.count
         if left > 0 {
             var what: [String] = []
@@ -472,6 +476,8 @@ public struct Plan: Codable, Sendable, Equatable {
         return selected
     }
     public var deletionCount: Int { actions.filter(\.deletesImage).count }
+    /// The count `--max-deletions` is checked against: the whole plan's, even when restricted.
+    public var guardedDeletionCount: Int { max(deletionCount, unrestrictedDeletionCount ?? 0) }
     /// Every action changes something; a plan without actions changes nothing.
     public var hasWrites: Bool { !actions.isEmpty }
 
@@ -489,7 +495,13 @@ public struct Plan: Codable, Sendable, Equatable {
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(Plan.self, from: data)
+        let plan = try decoder.decode(Plan.self, from: data)
+        var seen = Set<String>()
+        for action in plan.actions where !seen.insert(action.id).inserted {
+            throw FactoryError.invalidInput("The plan has two actions with the id \(action.id); every action's id must be unique.",
+                                            hint: "Make a new plan with `imagefactory plan --out FILE` instead of editing one.")
+        }
+        return plan
     }
 
     public func encoded() throws -> Data {

@@ -262,6 +262,10 @@ enum FactoryRun {
                                                  events: { console.event($0) })
             }
         } catch let exit as ExitCode {
+            // Interrupted (Ctrl-C): the reports still say so.
+            if exit.rawValue == FactoryExitCode.interrupted.rawValue, !dryRun {
+                console.finishStopped(CancellationError(), runID: runID, startedAt: startedAt)
+            }
             throw exit
         } catch {
             let exit = ErrorMapper.report(error, ci: ci)

@@ -259,7 +259,7 @@ final class RunConsole: @unchecked Sendable {
         let diagnostics: [Diagnostic]
         switch error {
         case let e as FactoryError: diagnostics = e.diagnostics
-        case is CancellationError: diagnostics = [.error("The run was interrupted before it started.")]
+        case is CancellationError: diagnostics = [.error("The run was interrupted (Ctrl-C); run again to finish the work.")]
         default: diagnostics = [.error(error.localizedDescription)]
         }
         let summary = RunSummary(runID: runID, commit: nil, results: [], diagnostics: diagnostics)

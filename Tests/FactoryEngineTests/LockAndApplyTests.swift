@@ -63,11 +63,13 @@ struct LockAndApplyTests {
     }
 
     /// Rewrites the holder record as if another process had taken the lock.
-    static func pretendHolder(_ factory: LocalFactory, lock: FactoryLock, pid: Int32, host: String = ProcessInfo.processInfo.hostName) async throws {
+    static func pretendHolder(_ factory: LocalFactory, lock: FactoryLock, pid: Int32, host: String = ProcessInfo.processInfo.hostName,
+                              space: String? = ProcessSpace.current) async throws {
         let blob = BlobID(container: try await factory.container(of: "ImageFactory"), name: FactoryStateBlobs.holder)
         var holder = try JSONDecoder.iso8601.decode(LockHolder.self, from: try await factory.observer.getBlob(blob))
         holder.pid = pid
         holder.host = host
+        holder.processSpace = space
         _ = try await factory.observer.putBlob(blob, data: try JSONEncoder().encodeISO(holder), metadata: [:])
     }
 
@@ -93,6 +95,10 @@ struct LockAndApplyTests {
         await #expect(throws: FactoryError.self) { _ = try await next.acquire(runID: "B") }
         try await Self.pretendHolder(factory, lock: killed, pid: getppid())
         await #expect(throws: FactoryError.self) { _ = try await next.acquire(runID: "B") }
+        // The same host name in another container or after a reboot: its pids mean nothing here.
+        try await Self.pretendHolder(factory, lock: killed, pid: try Self.deadPID(), space: "another-boot/pid:[4026531836]")
+        await #expect(throws: FactoryError.self) { _ = try await next.acquire(runID: "B") }
+        #expect(ProcessSpace.current != nil, "this Linux machine has a boot id and a pid namespace")
 
         // The same holder, gone: taken over with no time passing.
         try await Self.pretendHolder(factory, lock: killed, pid: try Self.deadPID())

@@ -139,6 +139,36 @@ struct PlanDataTests {
         #expect(throws: DecodingError.self) { try Plan.decode(edited) }
     }
 
+    @Test("two labs of the same name in two subscriptions get distinct action ids, so neither waits on the other's copy")
+    func sameLabNameDistinctIDs() throws {
+        let fixture = FactoryFixture(labs: [
+            .init(subscriptionId: "11111111-1111-4111-8111-111111111111", resourceGroup: "rg-a", labName: "QALab", location: "westeurope", imagePaths: ["Linux"]),
+            .init(subscriptionId: "22222222-2222-4222-8222-222222222222", resourceGroup: "rg-b", labName: "QALab", location: "westeurope", imagePaths: ["Linux"]),
+        ], templates: ["Linux/Ubuntu.json": FactoryFixture.template(osType: .linux)])
+        let configuration = try fixture.load()
+        var inventory = Observed.inventory(configuration)
+        let template = try #require(configuration.template(at: "Linux/Ubuntu.json"))
+        let old = Observed.record(template, name: "Linux_Ubuntu-Oct-1-2026", at: Observed.daysAgo(60), sha: "old")
+        inventory.addRecord(old)
+        for i in inventory.labs.indices {
+            inventory.labs[i].lab?.storageAccount.name += "\(i)"  // storage account names are unique in Azure
+            let lab = try #require(inventory.labs[i].lab)
+            inventory.labs[i].images.append(Observed.image("Linux_Ubuntu-Sep-1-2026", in: lab, path: "Linux/Ubuntu.json", createdAt: Observed.daysAgo(90)))
+            inventory.labs[i].images.append(Observed.image("Linux_Ubuntu-Oct-1-2026", in: lab, path: "Linux/Ubuntu.json", createdAt: Observed.daysAgo(60)))
+        }
+        var settings = configuration
+        settings.settings.imagesToSave = 1
+        let plan = Self.plan(settings, inventory)
+        #expect(Set(plan.ids).count == plan.ids.count, "duplicate ids: \(plan.ids)")
+        let distributions = plan.actions(.distributeImage)
+        #expect(distributions.count == 2)
+        for retire in plan.actions(.retireImage) where retire.labID?.name == "QALab" {
+            let copy = try #require(distributions.first { $0.labID?.key == retire.labID?.key })
+            #expect(retire.dependsOn == [copy.id], "a lab's retirement waits for its own copy")
+        }
+        #expect(plan.actions(.retireImage).filter { $0.labID?.name == "QALab" }.count == 4, "not vacuous: both labs retire their old images")
+    }
+
     @Test("a lab's temporary container is removed after every copy into it, whatever the copies' outcome")
     func containerWaitsForItsCopies() throws {
         let (configuration, inventory) = try Self.busyFactory()

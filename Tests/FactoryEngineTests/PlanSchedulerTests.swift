@@ -55,8 +55,13 @@ struct PlanSchedulerTests {
     }
 
     /// Yields until the probe shows exactly these actions waiting to be finished.
-    static func waitFor(_ probe: SchedulerProbe, _ ids: [String]) async {
-        while await probe.waiting != ids.sorted() { await Task.yield() }
+    /// Bounded, so a scheduler bug fails the test instead of spinning forever.
+    static func waitFor(_ probe: SchedulerProbe, _ ids: [String], sourceLocation: SourceLocation = #_sourceLocation) async {
+        for _ in 0..<200_000 {
+            if await probe.waiting == ids.sorted() { return }
+            await Task.yield()
+        }
+        Issue.record("the scheduler never had exactly \(ids) in flight; it has \(await probe.waiting)", sourceLocation: sourceLocation)
     }
 
     @Test("never more than the limit in flight, and the limit is reached")
@@ -128,20 +133,35 @@ struct PlanSchedulerTests {
         #expect(await probe.started == ["build/a"])
     }
 
-    @Test("builds hold at most half the slots while distributions are still to come, so long builds cannot starve them")
+    @Test("once images are being captured, builds hold at most half the slots, so distributions are not starved")
     func buildsShareTheSlots() async throws {
         let probe = SchedulerProbe()
-        let builds = (0..<4).map { Self.action("build/\($0)", .build) }
-        let actions = builds + [Self.action("distribute/ready", .distribute)]
+        let builds = ["a", "b", "c", "d"].map { Self.action("build/\($0)", .build) }
+        let actions = builds + [Self.action("snap/a", .snap, after: ["build/a"]), Self.action("distribute/a", .distribute, after: ["snap/a"])]
         let task = Self.start(actions, limit: 4, barriers: false, probe: probe)
-        await Self.waitFor(probe, ["build/0", "build/1", "distribute/ready"])
-        for _ in 0..<200 { await Task.yield() }
-        #expect(await probe.waiting == ["build/0", "build/1", "distribute/ready"], "two builds, and the distribution got its slot")
-        _ = await probe.finish("distribute/ready")
-        // No distribution left: builds may now use every slot.
-        await Self.waitFor(probe, ["build/0", "build/1", "build/2", "build/3"])
-        for id in ["build/0", "build/1", "build/2", "build/3"] { _ = await probe.finish(id) }
-        #expect(try await task.value.count == 5)
+        // Nothing else to do yet: every slot builds.
+        await Self.waitFor(probe, ["build/a", "build/b", "build/c", "build/d"])
+        _ = await probe.finish("build/a")
+        await Self.waitFor(probe, ["build/b", "build/c", "build/d", "snap/a"])
+        _ = await probe.finish("snap/a")
+        // An image is captured: the distribution gets the free slot although three builds run.
+        await Self.waitFor(probe, ["build/b", "build/c", "build/d", "distribute/a"])
+        for id in ["distribute/a", "build/b", "build/c", "build/d"] { _ = await probe.finish(id) }
+        #expect(try await task.value.count == 6)
+    }
+
+    @Test("with nothing else waiting for a slot, builds may use every slot")
+    func buildsUseIdleSlots() async throws {
+        let probe = SchedulerProbe()
+        let actions = [Self.action("build/0", .build), Self.action("build/1", .build),
+                       Self.action("distribute/0", .distribute, after: ["build/0"]), Self.action("distribute/1", .distribute, after: ["build/1"])]
+        let task = Self.start(actions, limit: 2, barriers: false, probe: probe)
+        await Self.waitFor(probe, ["build/0", "build/1"])
+        for id in ["build/0", "build/1"] { _ = await probe.finish(id) }
+        await Self.waitFor(probe, ["distribute/0", "distribute/1"])
+        for id in ["distribute/0", "distribute/1"] { _ = await probe.finish(id) }
+        #expect(try await task.value.count == 4)
+        #expect(await probe.maxInFlight == 2)
     }
 
     @Test("an ordering edge (`after`) waits for an action whatever its outcome, and never skips")
