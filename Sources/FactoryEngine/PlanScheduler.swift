@@ -6,8 +6,9 @@ import Foundation
 /// on has succeeded (and every action it must come `after` has ended); one whose dependency
 /// failed, was skipped or is not part of this execution is skipped without taking a slot.
 /// Stages overlap: a lab gets an image as soon as that image is captured, not when every build
-/// is done. Builds, which can take hours, hold at most half the slots while distributions are
-/// still to come, so they cannot starve them. With `stageBarriers` (the old behaviour, kept for
+/// is done. Builds, which can take hours, hold at most half the slots once other work waits for
+/// a slot or an image has been captured (while distributions remain), so they cannot starve
+/// distributions; with nothing else to do they may use every slot. With `stageBarriers` (the old behaviour, kept for
 /// comparison) an action also waits until every action of the earlier stages has finished.
 /// Cancellation reaches every job through the task group.
 public struct PlanScheduler: Sendable {
