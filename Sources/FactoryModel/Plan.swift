@@ -453,22 +453,22 @@ public struct Plan: Codable, Sendable, Equatable {
         guard stages != Set(Stage.allCases) else { return self }
         var selected = self
         var kept = Set(actions.filter { stages.contains($0.stage) }.map(\.id))
-        let inPlan = Set(actions.map(\.id))
+        let byID = Dictionary(actions.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var waitsFor: [String: Stage] = [:]  // left-out action id -> the stage it waits for
         var changed = true
         while changed {
             changed = false
             for action in actions where kept.contains(action.id) {
-                guard let blocker = action.dependsOn.first(where: { inPlan.contains($0) && !kept.contains($0) }) else { continue }
+                guard let blocker = action.dependsOn.first(where: { byID[$0] != nil && !kept.contains($0) }) else { continue }
                 kept.remove(action.id)
-                waitsFor[action.id] = waitsFor[blocker] ?? actions.first { $0.id == blocker }?.stage
+                waitsFor[action.id] = waitsFor[blocker] ?? byID[blocker]?.stage
                 changed = true
             }
         }
         selected.actions = actions.filter { kept.contains($0.id) }
         let byStage = Dictionary(grouping: waitsFor, by: \.value)
         for (stage, left) in byStage.sorted(by: { $0.key < $1.key }) {
-            let kinds = Dictionary(grouping: left.compactMap { id in actions.first { $0.id == id.key } }, by: \.stage)
+            let kinds = Dictionary(grouping: left.compactMap { byID[$0.key] }, by: \.stage)
                 .sorted { $0.key < $1.key }.map { "\($0.value.count) \($0.key.rawValue)" }.joined(separator: ", ")
             selected.diagnostics.append(.note("Left out \(left.count) action\(left.count == 1 ? "" : "s") (\(kinds)): \(left.count == 1 ? "it waits" : "they wait") for the \(stage.rawValue) stage, which this run does not include.",
                                               hint: "Run `imagefactory \(stage.rawValue)` first, or `imagefactory run` for every stage."))

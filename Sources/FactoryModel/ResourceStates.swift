@@ -1,10 +1,27 @@
 import Foundation
 
+/// A state the service reports as a string: known values map to cases, unknown ones are kept
+/// as spelled. Encoded and decoded as that string.
+public protocol ServiceState: Codable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    init(_ raw: String)
+    var rawValue: String { get }
+}
+
+extension ServiceState {
+    public init(stringLiteral value: String) { self.init(value) }
+    public var description: String { rawValue }
+    public init(from decoder: Decoder) throws { self.init(try decoder.singleValueContainer().decode(String.self)) }
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+}
+
 /// A resource's `provisioningState`, as ARM reports it. Only `Succeeded`, `Failed` and
 /// `Canceled` are terminal; anything else, including states this version does not know
 /// (`Accepted`, `Updating`, a new one tomorrow), means "still changing": a caller waiting for
 /// the end of an operation keeps waiting instead of calling it done.
-public enum ProvisioningState: Sendable, Hashable, Codable, ExpressibleByStringLiteral, CustomStringConvertible {
+public enum ProvisioningState: ServiceState {
     case accepted, creating, updating, running, deleting, succeeded, failed, canceled
     /// A state this version does not know, kept as the service spelled it.
     case other(String)
@@ -22,8 +39,6 @@ public enum ProvisioningState: Sendable, Hashable, Codable, ExpressibleByStringL
         default: self = .other(raw)
         }
     }
-
-    public init(stringLiteral value: String) { self.init(value) }
 
     /// The service's spelling.
     public var rawValue: String {
@@ -44,18 +59,12 @@ public enum ProvisioningState: Sendable, Hashable, Codable, ExpressibleByStringL
     public var isTerminal: Bool { self == .succeeded || self == .failed || self == .canceled }
     /// Whether the operation ended without success.
     public var hasFailed: Bool { self == .failed || self == .canceled }
-    public var description: String { rawValue }
 
-    public init(from decoder: Decoder) throws { self.init(try decoder.singleValueContainer().decode(String.self)) }
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }
 
 /// A VM's power state (the compute VM's `PowerState/...` status). Unknown strings are kept and
 /// count as neither running nor deallocated.
-public enum PowerState: Sendable, Hashable, Codable, ExpressibleByStringLiteral, CustomStringConvertible {
+public enum PowerState: ServiceState {
     case starting, running, stopping, stopped, deallocating, deallocated
     case other(String)
 
@@ -72,8 +81,6 @@ public enum PowerState: Sendable, Hashable, Codable, ExpressibleByStringLiteral,
         }
     }
 
-    public init(stringLiteral value: String) { self.init(value) }
-
     public var rawValue: String {
         switch self {
         case .starting: "Starting"
@@ -86,11 +93,4 @@ public enum PowerState: Sendable, Hashable, Codable, ExpressibleByStringLiteral,
         }
     }
 
-    public var description: String { rawValue }
-
-    public init(from decoder: Decoder) throws { self.init(try decoder.singleValueContainer().decode(String.self)) }
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }

@@ -182,9 +182,7 @@ final class RunConsole: @unchecked Sendable {
         case .stageFinished(let stage, let ok, let failed, let skipped):
             logger.info("stage finished", metadata: ["stage": "\(stage.rawValue)", "succeeded": "\(ok)", "failed": "\(failed)", "skipped": "\(skipped)"])
         case .note(let text): logger.info("\(text)")
-        case .runStarted(let plan, let revised):
-            for stage in Stage.allCases { totals[stage] = plan.actions(in: stage).count }
-            start(plan, revised: revised)
+        case .runStarted(let plan, let revised): start(plan, revised: revised)
         }
     }
 
