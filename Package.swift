@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
 // ImageFactory: an image factory for Azure DevTest Labs and Azure Compute Gallery.
 //
-// Layers depend one way: FactoryModel <- FactoryEngine <- backends (FactoryGit, LocalCloud) <- LocalServe <- ImageFactoryCLI <- imagefactory.
+// Layers depend one way: FactoryModel <- FactoryEngine <- backends (FactoryGit, LocalCloud, AzureBackend) <- LocalServe <- ImageFactoryCLI <- imagefactory.
 // ARCHITECTURE.md says what each target may import and how a run flows.
 import PackageDescription
 
@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.3.0"),
+        // The Azure backend's one HTTP client (ARM, Blob and token endpoints).
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.24.0"),
         // Tests only: parse the pipeline examples.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
@@ -83,12 +85,29 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The Azure backend: ARM and Blob REST through one HTTP client that owns authentication (every
+        // CI login azure-identity knows), retries, the per-subscription adaptive throttle and errors.
+        .target(
+            name: "AzureBackend",
+            dependencies: [
+                "FactoryModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The command line as a library: commands, option groups, renderers and the local cloud's
         // bootstrap. The only target that imports ArgumentParser; tests run its commands in-process.
         .target(
             name: "ImageFactoryCLI",
             dependencies: [
-                "FactoryModel", "FactoryGit", "FactoryEngine", "FactoryReports", "LocalCloud", "LocalServe",
+                "FactoryModel", "FactoryGit", "FactoryEngine", "FactoryReports", "LocalCloud", "LocalServe", "AzureBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -104,7 +123,8 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "FactoryModelTests", dependencies: ["FactoryModel"]),
         .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel", "TestSupport"]),
-        .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel"]),
+        .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel", "LocalServe", "AzureBackend"]),
+        .testTarget(name: "AzureBackendTests", dependencies: ["AzureBackend", "LocalServe", "LocalCloud", "FactoryModel"], exclude: ["Specs"]),
         .testTarget(name: "LocalServeTests", dependencies: ["LocalServe", "LocalCloud", "FactoryModel"]),
         .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud", "TestSupport"]),
         .testTarget(name: "FactoryReportsTests", dependencies: ["FactoryReports", "FactoryEngine", "FactoryModel"], exclude: ["Golden"]),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AzureBackend
 import FactoryModel
 import Foundation
 import LocalCloud
@@ -16,8 +17,33 @@ struct OpenedBackend {
 
 /// Which cloud a command talks to. The embedded local cloud is the default.
 struct BackendOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The backend: local (the embedded local cloud) or azure.", valueName: "kind"))
-    var backend: BackendKind = .local
+    @Option(name: .long, help: ArgumentHelp("The backend: local (the embedded local cloud) or azure (env IMAGEFACTORY_BACKEND).", valueName: "kind"))
+    var backend: BackendKind?
+
+    @Option(name: .long, help: ArgumentHelp("Azure: the cloud, AzureCloud (default), AzureChinaCloud or AzureUSGovernment (env IMAGEFACTORY_CLOUD).", valueName: "name"))
+    var cloud: String?
+
+    @Option(name: .long, help: ArgumentHelp("Azure: the ARM endpoint instead of the cloud's (env IMAGEFACTORY_ARM_ENDPOINT); http only on loopback.", valueName: "url"))
+    var armEndpoint: String?
+
+    @Option(name: .long, help: ArgumentHelp("Azure: extra trusted root certificates, PEM (env IMAGEFACTORY_CA_FILE).", valueName: "pem"))
+    var caFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Azure: how to sign in: auto, client-secret, client-certificate, workload-identity, github-oidc, azure-devops-oidc, managed-identity, azure-cli (env IMAGEFACTORY_AUTH).", valueName: "mode"))
+    var auth: String?
+
+    @Option(name: .long, help: ArgumentHelp("Azure: Blob authorization, entra (default: tokens, no keys read) or key (account keys from listKeys, Shared Key).", valueName: "mode"))
+    var storageAuth: String?
+
+    /// The backend kind: flag, then `IMAGEFACTORY_BACKEND`, then the local cloud.
+    func kind(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BackendKind {
+        if let backend { return backend }
+        guard let text = environment["IMAGEFACTORY_BACKEND"], !text.isEmpty else { return .local }
+        guard let kind = BackendKind(rawValue: text.lowercased()) else {
+            throw FactoryError(.usage, "IMAGEFACTORY_BACKEND is '\(text)'.", hint: "Use local or azure.")
+        }
+        return kind
+    }
 
     @Option(name: .long, help: ArgumentHelp("The local cloud's state directory (default: .imagefactory/ in the repository; env IMAGEFACTORY_STATE_DIR).", valueName: "dir"))
     var stateDir: String?
@@ -50,7 +76,7 @@ struct BackendOptions: ParsableArguments {
     /// that may first creates the labs the configuration names (so a fresh clone needs no set-up
     /// step), while one that may not plans as if they existed, and says so in `notes`.
     func openBackend(repositoryPath: String, configuration: FactoryConfiguration, writes: Bool) async throws -> OpenedBackend {
-        switch backend {
+        switch try kind() {
         case .local:
             let cloud = try openLocalCloud(repositoryPath: repositoryPath)
             if writes {
@@ -61,8 +87,33 @@ struct BackendOptions: ParsableArguments {
             let notes = missing.map { "The local cloud has no lab \($0.id.name) yet: a run creates it (or `imagefactory local init`); planned as empty." }
             return OpenedBackend(backend: PreviewBackend(base: cloud, assumedLabs: missing), notes: notes)
         case .azure:
-            throw FactoryError(.backendUnavailable, "The Azure backend is not available in this build yet.",
-                               hint: "Use --backend local (the default) to run the factory on the embedded local cloud.")
+            let azure = try openAzure(maxConcurrentJobs: configuration.settings.maxConcurrentJobs)
+            let notes = ["Azure: \(azure.http.profile.name.rawValue) at \(azure.http.profile.armEndpoint.absoluteString), signed in as \(azure.identity), correlation id \(azure.http.correlationID)."]
+            return OpenedBackend(backend: writes ? azure : PreviewBackend(base: azure, assumedLabs: []), notes: notes)
         }
+    }
+
+    /// The Azure backend from the options and the environment (every variable azure-identity reads).
+    func openAzure(maxConcurrentJobs: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
+                   clock: any FactoryClock = SystemClock()) throws -> AzureBackend {
+        let profile = try AzureCloudProfile.resolve(cloud: cloud, armEndpoint: armEndpoint, environment: environment)
+        let authText = auth ?? environment["IMAGEFACTORY_AUTH"].flatMap { $0.isEmpty ? nil : $0 } ?? AuthMode.auto.rawValue
+        guard let mode = AuthMode(rawValue: authText.lowercased()) else {
+            throw FactoryError(.usage, "Unknown --auth mode '\(authText)'.", hint: "Use one of \(AuthMode.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        let storageText = storageAuth ?? environment["IMAGEFACTORY_STORAGE_AUTH"].flatMap { $0.isEmpty ? nil : $0 } ?? StorageAuthMode.entra.rawValue
+        guard let storage = StorageAuthMode(rawValue: storageText.lowercased()) else {
+            throw FactoryError(.usage, "Unknown --storage-auth mode '\(storageText)'.", hint: "Use entra or key.")
+        }
+        let transport = try AsyncHTTPTransport.shared(caFile: caFile ?? environment["IMAGEFACTORY_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 })
+        let credential: any TokenCredential
+        do {
+            credential = try CredentialFactory.make(mode: mode, profile: profile, environment: environment, transport: transport, clock: clock)
+        } catch let error as AuthenticationError {
+            throw FactoryError(.backendUnavailable, "Azure sign-in is not configured: \(error.message)", hint: error.hint)
+        }
+        let http = AzureHTTPClient(profile: profile, transport: transport, credential: credential, clock: clock,
+                                   maxConcurrentWrites: maxConcurrentJobs)
+        return AzureBackend(http: http, storageAuth: storage)
     }
 }

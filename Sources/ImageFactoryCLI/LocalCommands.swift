@@ -115,7 +115,7 @@ extension BackendOptions {
 
     /// `local` commands act on the embedded local cloud only.
     func validateLocal() throws {
-        if backend != .local {
+        if let backend, backend != .local {
             throw ValidationError("`imagefactory local` works on the embedded local cloud only; drop --backend \(backend.rawValue).")
         }
     }
