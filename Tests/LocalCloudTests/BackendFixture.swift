@@ -1,6 +1,8 @@
+import AzureBackend
 import FactoryModel
 import Foundation
 import LocalCloud
+import LocalServe
 import Testing
 
 // The conformance suite runs against `any CloudBackend`. A backend joins it by adding a
@@ -29,9 +31,13 @@ struct BackendUnderTest: Sendable, CustomTestStringConvertible {
     var testDescription: String { name }
 
     /// Every backend the conformance suite covers. The Azure backend will add itself here.
-    static let all: [BackendUnderTest] = [.local]
+    static let all: [BackendUnderTest] = [.local, .azure]
 
     static let local = BackendUnderTest(name: "LocalCloud") { try await LocalCloudFixture.make().fixture }
+
+    /// The Azure backend over real HTTPS against `local serve` (self-signed certificate trusted
+    /// through the CA file, every ARM list paged two items at a time).
+    static let azure = BackendUnderTest(name: "AzureBackend via local serve") { try await AzureServeFixture.make().fixture }
 
     /// Runs `body` on a fresh fixture and cleans up whether it passed or not.
     func with(_ body: (BackendFixture) async throws -> Void) async throws {
@@ -99,11 +105,11 @@ enum Requests {
             {
               "$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json#",
               "contentVersion": "1.0.0.0",
-              "parameters": {"newVMName": {"type": "string"}},
+              "parameters": {"newVMName": {"type": "string"}, "labName": {"type": "string"}},
               "resources": [{
                 "type": "Microsoft.DevTestLab/labs/virtualmachines",
                 "apiVersion": "2018-09-15",
-                "name": "[parameters('newVMName')]",
+                "name": "[concat(parameters('labName'), '/', parameters('newVMName'))]",
                 "properties": {"size": "Standard_DS2_v2", "galleryImageReference": \(image)}
               }]
             }
@@ -140,6 +146,10 @@ enum Requests {
 
 /// Lets `seconds` of the backend's time pass: the local cloud's manual clock moves; no test sleeps.
 func elapse(_ seconds: Double, on backend: any CloudBackend) {
+    if let azure = backend as? AzureBackend, let clock = AzureServeFixture.clocks.clock(for: azure) {
+        clock.advance(by: max(seconds, 0.001))
+        return
+    }
     guard let cloud = backend as? LocalCloud, let clock = cloud.clock as? ManualClock else {
         Issue.record("The backend under test has no manual clock to move; give it one rather than sleeping.")
         return
@@ -193,6 +203,18 @@ func waitForVM(_ id: VirtualMachineID, on backend: any CloudBackend, timeout: Do
     }
 }
 
+/// Deleting what is not there: the local cloud says 404; ARM answers 204 (a DELETE is idempotent).
+/// Either is fine; what it may not do is start an operation that then fails.
+func expectGone<T>(sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T) async {
+    do {
+        _ = try await body()
+    } catch let error as CloudError {
+        #expect(error.status == 404, "Expected 404 or success, got \(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("Expected 404 or success, got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
 /// Runs `body` and requires it to fail with this HTTP status and ARM / storage error code.
 @discardableResult
 func expectCloudError<T>(_ status: Int, _ code: String, sourceLocation: SourceLocation = #_sourceLocation,
@@ -241,5 +263,56 @@ enum Files {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+// MARK: - The Azure backend against local serve
+
+/// A local cloud served over HTTPS on a free loopback port, and an Azure backend signed in to it
+/// with a client secret. The emulated services' time is a manual clock the tests move; the
+/// backend's own clock (retries, token expiry) is the system's.
+struct AzureServeFixture: Sendable {
+    let fixture: BackendFixture
+    let server: Task<Void, Error>
+
+    /// Which manual clock drives the local cloud behind each Azure backend (a lock-box).
+    final class Clocks: @unchecked Sendable {
+        // @unchecked: `map` is only touched under `lock`.
+        private let lock = NSLock()
+        private var map: [ObjectIdentifier: ManualClock] = [:]
+        func register(_ backend: AzureBackend, _ clock: ManualClock) { lock.lock(); map[ObjectIdentifier(backend)] = clock; lock.unlock() }
+        func clock(for backend: AzureBackend) -> ManualClock? { lock.lock(); defer { lock.unlock() }; return map[ObjectIdentifier(backend)] }
+    }
+    static let clocks = Clocks()
+
+    static func make() async throws -> AzureServeFixture {
+        let local = try await LocalCloudFixture.make()
+        let directory = local.directory
+        let tenant = "00000000-0000-0000-0000-000000000001"
+        let tokens = TokenAuthority(key: try TokenAuthority.signingKey(stateDirectory: directory), settings: .init())
+        let service = LocalServeService(cloud: local.cloud, settings: LocalServeSettings(pageSize: 2, throttle: .off, tenant: tenant), tokens: tokens)
+        let tls = try SelfSignedCertificate.ensure(in: directory)
+        let server = LocalServer(service: service, port: 0, tls: .init(certificatePath: tls.certificatePath, privateKeyPath: tls.privateKeyPath))
+        let ports = AsyncStream<Int>.makeStream()
+        let task = Task { try await server.run(onListening: { ports.continuation.yield($0) }) }
+        var iterator = ports.stream.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CloudError(status: 500, code: "ServeFailed", message: "local serve did not start") }
+        let base = "https://127.0.0.1:\(port)"
+        let environment = ["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": "11111111-0000-4000-8000-000000000001", "AZURE_CLIENT_SECRET": "conformance",
+                           "IMAGEFACTORY_ARM_ENDPOINT": base, "AZURE_AUTHORITY_HOST": base]
+        let profile = try AzureCloudProfile.resolve(cloud: nil, armEndpoint: nil, environment: environment)
+        let transport = try AsyncHTTPTransport.shared(caFile: tls.certificatePath)
+        let credential = try CredentialFactory.make(mode: .clientSecret, profile: profile, environment: environment, transport: transport, clock: SystemClock())
+        let http = AzureHTTPClient(profile: profile, transport: transport, credential: credential, clock: SystemClock(), maxConcurrentWrites: 20,
+                                   policy: .init(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.05, requestTimeout: 60))
+        let backend = AzureBackend(http: http)
+        guard let clock = local.cloud.clock as? ManualClock else { throw CloudError(status: 500, code: "NoClock", message: "the fixture's cloud has no manual clock") }
+        clocks.register(backend, clock)
+        let fixture = BackendFixture(backend: backend, factoryLab: local.fixture.factoryLab, targetLab: local.fixture.targetLab,
+                                     container: local.fixture.container) {
+            task.cancel()
+            try? FileManager.default.removeItem(at: directory)
+        }
+        return AzureServeFixture(fixture: fixture, server: task)
     }
 }
