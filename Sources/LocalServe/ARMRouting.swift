@@ -111,6 +111,9 @@ extension LocalServeService {
         if let p = m("\(rg)/providers/Microsoft.Resources/deployments") { return try await listDeployments(request, sub: p["sub"]!, rg: p["rg"]!) }
         if let p = m("\(rg)/providers/Microsoft.Resources/deployments/{name}") { return try await deployment(request, sub: p["sub"]!, rg: p["rg"]!, name: p["name"]!) }
 
+        // What the caller may do (imagefactory doctor)
+        if m("\(rg)/providers/Microsoft.Authorization/permissions") != nil { return permissions(request) }
+
         // Storage accounts (management plane)
         if let p = m("\(sub)/providers/Microsoft.Storage/storageAccounts") { return try await listStorageAccounts(request, sub: p["sub"]!, rg: nil) }
         if let p = m("\(rg)/providers/Microsoft.Storage/storageAccounts") { return try await listStorageAccounts(request, sub: p["sub"]!, rg: p["rg"]!) }
