@@ -83,6 +83,8 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                // RSA (RS256 / PS256) for client certificate assertions; swift-certificates already builds it.
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
         // The Azure backend: ARM and Blob REST through one HTTP client that owns authentication (every
@@ -125,7 +127,13 @@ let package = Package(
         .testTarget(name: "FactoryGitTests", dependencies: ["FactoryGit", "FactoryModel", "TestSupport"]),
         .testTarget(name: "LocalCloudTests", dependencies: ["LocalCloud", "FactoryModel", "LocalServe", "AzureBackend"]),
         .testTarget(name: "AzureBackendTests", dependencies: ["AzureBackend", "LocalServe", "LocalCloud", "FactoryModel"], exclude: ["Specs"]),
-        .testTarget(name: "LocalServeTests", dependencies: ["LocalServe", "LocalCloud", "FactoryModel"]),
+        .testTarget(name: "LocalServeTests", dependencies: [
+            "LocalServe", "LocalCloud", "FactoryModel",
+            // Tests sign client assertions with certificates of their own, as a client would.
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
         .testTarget(name: "FactoryEngineTests", dependencies: ["FactoryEngine", "FactoryModel", "LocalCloud", "TestSupport"]),
         .testTarget(name: "FactoryReportsTests", dependencies: ["FactoryReports", "FactoryEngine", "FactoryModel"], exclude: ["Golden"]),
         .testTarget(name: "EndToEndTests", dependencies: ["FactoryModel", "FactoryEngine", "ImageFactoryCLI", "TestSupport", .product(name: "Yams", package: "Yams")]),

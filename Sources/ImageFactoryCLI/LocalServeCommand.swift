@@ -12,9 +12,12 @@ struct LocalServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve the local cloud over Azure's REST APIs (ARM, tokens, Blob) on 127.0.0.1.",
         discussion: """
-            One port serves ARM (/subscriptions/...), the token endpoint (/{tenant}/oauth2/v2.0/token) \
-            and the Blob service of every lab's storage account (/{account}/{container}/{blob}). Every request \
-            needs a bearer token from the token endpoint. The same state directory as every other command is used; \
+            One port serves ARM (/subscriptions/...), the token endpoint (/{tenant}/oauth2/v2.0/token: client \
+            secret, certificate assertion or federated token), managed identity (IMDS /metadata/identity/oauth2/token, \
+            App Service /msi/token), CI OIDC token requests (/_github/idtoken, /_ado/oidctoken) and the Blob service \
+            of every lab's storage account (/{account}/{container}/{blob}: bearer token, Shared Key or SAS). \
+            Admin endpoints under /_imagefactory register client certificates and issue federated and CI request \
+            tokens. The same state directory as every other command is used; \
             IMAGEFACTORY_LOCAL_LATENCY, IMAGEFACTORY_LOCAL_FAULTS and IMAGEFACTORY_LOCAL_THROTTLE apply. \
             Stop it with Ctrl-C.
             """)
@@ -65,7 +68,8 @@ struct LocalServeCommand: AsyncParsableCommand {
             }
             let tokenSettings = TokenAuthority.Settings(lifetime: Double(tokenLifetime),
                                                         requiredClientSecret: environment["IMAGEFACTORY_LOCAL_CLIENT_SECRET"].flatMap { $0.isEmpty ? nil : $0 })
-            let tokens = TokenAuthority(key: try TokenAuthority.signingKey(stateDirectory: directory), settings: tokenSettings)
+            let tokens = TokenAuthority(key: try TokenAuthority.signingKey(stateDirectory: directory), settings: tokenSettings,
+                                        stateDirectory: directory)
             let service = LocalServeService(cloud: cloud, settings: LocalServeSettings(pageSize: pageSize, throttle: throttle, tenant: tenant),
                                             tokens: tokens)
             var tlsFiles: LocalServer.TLSFiles?
@@ -85,6 +89,8 @@ struct LocalServeCommand: AsyncParsableCommand {
                 Console.out("  ARM:    \(base)/subscriptions/...")
                 Console.out("  tokens: \(base)/\(tenant)/oauth2/v2.0/token (authority \(base)/\(tenant))")
                 Console.out("  Blob:   \(base)/{storage account}/{container}/{blob}")
+                Console.out("  managed identity: \(base)/metadata/identity/oauth2/token (AZURE_POD_IDENTITY_AUTHORITY_HOST=\(base)), \(base)/msi/token (IDENTITY_ENDPOINT)")
+                Console.out("  CI OIDC: \(base)/_github/idtoken?api-version=2.0 (ACTIONS_ID_TOKEN_REQUEST_URL), \(base)/_ado/oidctoken (SYSTEM_OIDCREQUESTURI)")
                 if let certificatePath { Console.out("  TLS certificate: \(certificatePath)") }
             }, onRequest: { served in
                 if !quiet { Console.err("\(served.method) \(served.path) -> \(served.status) (\(Int(served.seconds * 1000)) ms)") }

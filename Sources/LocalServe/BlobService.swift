@@ -6,10 +6,14 @@ import LocalCloud
 /// The Blob service of one storage account, path-style (`/{account}/{container}/{blob}`), as Azurite
 /// serves it: containers, Put Blob (block blobs), Get Blob (with ranges), Get Blob Properties,
 /// List Blobs, Delete Blob, Copy Blob (asynchronous, `x-ms-copy-status` to poll) and Abort Copy,
-/// Lease Blob. Errors are the service's XML `<Error>` with `x-ms-error-code`.
+/// Lease Blob, and Get User Delegation Key. Errors are the service's XML `<Error>` with `x-ms-error-code`.
+/// The caller was authenticated before (bearer token, Shared Key or SAS); `now` is the emulated time.
 struct BlobService {
     let cloud: LocalCloud
     let account: StorageAccountID
+    let caller: StorageCaller
+    let tokens: TokenAuthority
+    let now: Date
 
     func respond(_ request: ServeRequest) async -> ServeResponse {
         var response: ServeResponse
@@ -30,6 +34,7 @@ struct BlobService {
         let comp = request.query("comp")?.lowercased()
         if s.count == 1 {
             if request.method == "GET", comp == "list" { return try await listContainers(request) }
+            if request.method == "POST", restype == "service", comp == "userdelegationkey" { return userDelegationKey(request) }
             if request.method == "GET", restype == "account", comp == "properties" {
                 return ServeResponse(status: 200, headers: [("x-ms-sku-name", "Standard_LRS"), ("x-ms-account-kind", "StorageV2"), ("x-ms-is-hns-enabled", "false")])
             }
@@ -196,8 +201,9 @@ struct BlobService {
 
     // MARK: Copy
 
-    /// Copy Blob. A source in another storage account must carry a SAS (`sig=`), as Azure requires for
-    /// a private source; the local cloud checks that one is present, not its signature.
+    /// Copy Blob. A source in another storage account must carry a SAS that grants read on that blob
+    /// (verified as a request to the source would be, at the copy's start), as Azure requires for a
+    /// private source; a source in the same account needs none.
     private func startCopy(_ request: ServeRequest, from source: String, to destination: BlobID) async throws -> ServeResponse {
         if let disk = DiskAccessURL.parse(source) {
             // A managed disk's SAS (beginGetAccess), as the original factory exported disks.
@@ -207,14 +213,77 @@ struct BlobService {
                                                         ("x-ms-copy-status", (properties.copyStatus ?? .pending).rawValue)])
         }
         let sourceID = try await BlobService.blobID(fromURI: source, cloud: cloud)
-        let hasSAS = URLComponents(string: source)?.queryItems?.contains { $0.name == "sig" } == true
-        if sourceID.container.account.name.lowercased() != account.name.lowercased() && !hasSAS {
-            return Self.error(403, "CannotVerifyCopySource", "This request is not authorized to perform this operation: a source blob in another storage account needs a SAS.")
+        if sourceID.container.account.name.lowercased() != account.name.lowercased() {
+            if let refusal = sourceRefusal(source, sourceID) {
+                return Self.error(403, "CannotVerifyCopySource", "This request is not authorized to perform this operation: the source blob is in another storage account and its URL's SAS does not grant read. \(refusal)")
+            }
         }
         let properties = try await cloud.startBlobCopy(from: sourceID, to: destination)
         return ServeResponse(status: 202, headers: [("ETag", Self.etag(properties.lastModified)), ("Last-Modified", HTTPDate.format(properties.lastModified)),
                                                     ("x-ms-copy-id", Self.copyID(destination, properties)),
                                                     ("x-ms-copy-status", (properties.copyStatus ?? .pending).rawValue)])
+    }
+
+    /// Why the SAS of a copy source URL does not let this copy read the source, or nil when it does.
+    private func sourceRefusal(_ source: String, _ sourceID: BlobID) -> String? {
+        guard let url = URLComponents(string: source) else { return "The source URL is not a URL." }
+        var query: [(name: String, value: String)] = []
+        for pair in (url.percentEncodedQuery ?? "").split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            query.append((ServeRequest.decode(String(kv[0]), plusIsSpace: true), kv.count > 1 ? ServeRequest.decode(String(kv[1]), plusIsSpace: true) : ""))
+        }
+        guard query.contains(where: { $0.name.lowercased() == "sig" }) else { return "The source URL carries no SAS." }
+        let target = StorageSignature.SASTarget(account: sourceID.container.account, container: sourceID.container.name, blob: sourceID.name,
+                                                operation: SASOperation.read, scheme: url.scheme ?? "https")
+        let tokens = self.tokens
+        switch StorageSignature.verifySAS(query, target: target, now: now, bearerOID: nil, delegationKey: { tokens.userDelegationKey(oid: $0, tid: $1, start: $2, expiry: $3) }) {
+        case .success: return nil
+        case .failure(let failure): return "\(failure.code): \(failure.message)"
+        }
+    }
+
+    // MARK: User delegation key
+
+    /// Get User Delegation Key: a key to sign user delegation SAS with, for the bearer token's
+    /// principal, valid from `Start` to `Expiry` (at most 7 days ahead). The value is derived from
+    /// the principal and the window, so the SAS verifies later without the key being stored.
+    private func userDelegationKey(_ request: ServeRequest) -> ServeResponse {
+        guard case .bearer(let claims) = caller, let oid = claims["oid"]?.string, let tid = claims["tid"]?.string else {
+            return Self.error(403, "AuthenticationFailed", "Server failed to authenticate the request. Get User Delegation Key is authorized with a Microsoft Entra bearer token only (not Shared Key or a SAS).")
+        }
+        let body = String(decoding: request.body, as: UTF8.self)
+        guard let expiryText = XML.element("Expiry", in: body) else {
+            return Self.error(400, "InvalidXmlDocument", "XML specified is not syntactically valid: the body must be <KeyInfo><Start>...</Start><Expiry>...</Expiry></KeyInfo>.")
+        }
+        let startText = XML.element("Start", in: body)
+        guard let expiry = StorageSignature.parseSASTime(expiryText) else {
+            return Self.error(400, "InvalidXmlNodeValue", "The value for one of the XML nodes is not in the correct format: Expiry '\(expiryText)' is not an ISO 8601 UTC time.")
+        }
+        let start: Date
+        if let startText {
+            guard let parsed = StorageSignature.parseSASTime(startText) else {
+                return Self.error(400, "InvalidXmlNodeValue", "The value for one of the XML nodes is not in the correct format: Start '\(startText)' is not an ISO 8601 UTC time.")
+            }
+            start = parsed
+        } else {
+            start = now
+        }
+        // Whole seconds: the key is derived from them, and the SAS quotes them back.
+        let keyStart = Date(timeIntervalSince1970: start.timeIntervalSince1970.rounded(.down))
+        let keyExpiry = Date(timeIntervalSince1970: expiry.timeIntervalSince1970.rounded(.down))
+        guard keyExpiry > keyStart, keyExpiry > now else {
+            return Self.error(400, "InvalidXmlNodeValue", "The value for one of the XML nodes is not in the correct format: Expiry must be after Start and in the future.")
+        }
+        guard keyExpiry.timeIntervalSince(now) <= 7 * 86_400 else {
+            return Self.error(400, "InvalidXmlNodeValue", "The value for one of the XML nodes is not in the correct format: Expiry '\(expiryText)' is more than 7 days from now, the longest a user delegation key lives.")
+        }
+        let version = request.header("x-ms-version") ?? "2025-11-05"
+        let value = tokens.userDelegationKey(oid: oid, tid: tid, start: keyStart, expiry: keyExpiry).base64EncodedString()
+        var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><UserDelegationKey>"
+        xml += "<SignedOid>\(XML.escape(oid))</SignedOid><SignedTid>\(XML.escape(tid))</SignedTid>"
+        xml += "<SignedStart>\(StorageSignature.formatSASTime(keyStart))</SignedStart><SignedExpiry>\(StorageSignature.formatSASTime(keyExpiry))</SignedExpiry>"
+        xml += "<SignedService>b</SignedService><SignedVersion>\(XML.escape(version))</SignedVersion><Value>\(value)</Value></UserDelegationKey>"
+        return ServeResponse(status: 200, headers: [("Content-Type", "application/xml")], body: Data(xml.utf8))
     }
 
     /// A blob from a URI: `https://{account}.blob.core.windows.net/{container}/{blob}` or this server's
@@ -345,7 +414,7 @@ struct BlobService {
         case .missing: code = "NoAuthenticationInformation"; detail = "Server failed to authenticate the request. Please refer to the information in the www-authenticate header."
         case .expired, .revoked: code = "InvalidAuthenticationInfo"; detail = "Server failed to authenticate the request. Please refer to the information in the www-authenticate header.\nAuthenticationErrorDetail:Lifetime validation failed. The token is expired."
         case .wrongAudience(let aud): code = "InvalidAuthenticationInfo"; detail = "Server failed to authenticate the request.\nAuthenticationErrorDetail:Audience validation failed. Audience did not match: '\(aud)'."
-        case .malformed, .badSignature: code = "InvalidAuthenticationInfo"; detail = "Server failed to authenticate the request. The local cloud's Blob service takes bearer tokens from its token endpoint (or a SAS on copy sources)."
+        case .malformed, .badSignature: code = "InvalidAuthenticationInfo"; detail = "Server failed to authenticate the request. The local cloud's Blob service takes bearer tokens from its token endpoint, Shared Key or a SAS."
         }
         var response = error(401, code, detail)
         response.setHeader("WWW-Authenticate", "Bearer authorization_uri=https://login.microsoftonline.com/common/oauth2/authorize resource_id=https://storage.azure.com")
@@ -354,6 +423,12 @@ struct BlobService {
 }
 
 enum XML {
+    /// The text of the first `<name>` element of a small document (the service's request bodies are flat).
+    static func element(_ name: String, in xml: String) -> String? {
+        guard let open = xml.range(of: "<\(name)>"), let close = xml.range(of: "</\(name)>", range: open.upperBound..<xml.endIndex) else { return nil }
+        return xml[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")

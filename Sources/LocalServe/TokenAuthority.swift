@@ -3,12 +3,16 @@ import FactoryModel
 import Foundation
 
 /// The local cloud's Microsoft Entra stand-in: the OAuth 2.0 token endpoint (client credentials
-/// with a secret or a federated client assertion) and the bearer-token check every ARM and Blob
-/// request goes through.
+/// with a secret, a certificate assertion or a federated token), the bearer-token check every ARM
+/// and Blob request goes through, and the external identity providers a client meets before Entra
+/// (the OIDC issuer of Kubernetes, GitHub Actions and Azure DevOps, managed identity endpoints).
 ///
 /// Tokens are JWTs signed (HS256) with a key kept in the state directory, so they stay valid across
 /// restarts of `local serve`, as Entra tokens outlive any one ARM front end. Tokens can be made to
 /// expire early (`expireAll`), so clients' refresh paths can be tested without waiting an hour.
+/// Everything else this authority signs (federated tokens, CI request tokens, user delegation keys)
+/// uses a key derived from the same secret for that purpose only, so no kind of token verifies as
+/// another and none of them needs a record to be checked later.
 public actor TokenAuthority {
     /// Audiences, as Entra writes them into `aud` for the two resources the local cloud serves.
     public enum Audience: String, Sendable {
@@ -28,15 +32,38 @@ public actor TokenAuthority {
     }
 
     private let key: SymmetricKey
+    /// Signs federated (OIDC) tokens: a GitHub token whose audience is ARM must not be an ARM token.
+    let federationKey: SymmetricKey
+    /// Signs the request tokens of the CI OIDC endpoints (`ACTIONS_ID_TOKEN_REQUEST_TOKEN`, `SYSTEM_ACCESSTOKEN`)
+    /// and App Service's `IDENTITY_HEADER`.
+    nonisolated let ciRequestKey: Data
+    /// Derives user delegation keys, so a key handed out once verifies its SAS later without a record.
+    nonisolated let delegationKey: Data
+    /// Client certificates registered per client id (lowercased), for certificate assertions.
+    var certificates: [String: [ClientCertificate]] = [:]
+    /// Where registered certificates are kept so they survive a restart; nil keeps them in memory.
+    let certificateDirectory: URL?
     private var settings: Settings
     /// Tokens carry the generation they were issued in; `expireAll` starts a new one, and tokens of
     /// older generations are expired. (A generation, not a time: `iat` has whole seconds only.)
     private var generation = 0
     private var issued = 0
 
-    public init(key: SymmetricKey, settings: Settings) {
+    /// `stateDirectory`, when given, keeps registered client certificates across restarts.
+    public init(key: SymmetricKey, settings: Settings, stateDirectory: URL? = nil) {
         self.key = key
         self.settings = settings
+        federationKey = Self.derive(key, "federated-issuer")
+        // Kept as bytes (SymmetricKey is not Sendable): the nonisolated checks read them without a hop.
+        ciRequestKey = Self.derive(key, "ci-request-token").withUnsafeBytes { Data($0) }
+        delegationKey = Self.derive(key, "user-delegation-key").withUnsafeBytes { Data($0) }
+        certificateDirectory = stateDirectory?.appendingPathComponent("serve-client-certificates")
+        certificates = Self.loadCertificates(from: certificateDirectory)
+    }
+
+    /// A key for one purpose, derived from the state directory's secret.
+    static func derive(_ key: SymmetricKey, _ purpose: String) -> SymmetricKey {
+        SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Data("imagefactory-local/\(purpose)".utf8), using: key)))
     }
 
     /// The signing key of a state directory, made on first use.
@@ -62,12 +89,14 @@ public actor TokenAuthority {
 
     // MARK: Token endpoint
 
+    /// The grant type of a client assertion, the only one Entra accepts with `client_assertion`.
+    static let assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
     /// `POST /{tenant}/oauth2/v2.0/token` (and the v1 `/{tenant}/oauth2/token` with `resource=`).
-    public func token(tenant: String, form: [String: String], now: Date = Date()) -> ServeResponse {
+    /// `endpoint` is the URL the request was posted to: a certificate assertion's `aud` must name it.
+    public func token(tenant: String, form: [String: String], endpoint: String = "", now: Date = Date()) -> ServeResponse {
         func fail(_ status: Int, _ error: String, _ code: Int, _ description: String) -> ServeResponse {
-            .json(status, ["error": .string(error), "error_description": .string("AADSTS\(code): \(description)"),
-                           "error_codes": [.number(Double(code))], "timestamp": .string(now.ISO8601Format()),
-                           "trace_id": .string(UUID().uuidString.lowercased()), "correlation_id": .string(UUID().uuidString.lowercased())])
+            Self.entraError(status, error, code, description, now: now)
         }
         guard form["grant_type"] == "client_credentials" else {
             return fail(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(form["grant_type"] ?? "")'. The local cloud issues tokens for client credentials only.")
@@ -76,14 +105,11 @@ public actor TokenAuthority {
             return fail(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
         }
         if let assertion = form["client_assertion"] {
-            guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
-                return fail(400, "invalid_request", 50027, "Invalid client_assertion_type: use urn:ietf:params:oauth:client-assertion-type:jwt-bearer.")
+            guard form["client_assertion_type"] == Self.assertionType else {
+                return fail(400, "invalid_request", 50027, "Invalid client_assertion_type: use \(Self.assertionType).")
             }
-            guard let claims = JWT.claims(assertion) else {
-                return fail(401, "invalid_client", 50027, "Invalid JWT token. The client assertion is not a well-formed JWT.")
-            }
-            if let exp = claims["exp"]?.int, Double(exp) < now.timeIntervalSince1970 {
-                return fail(401, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+            if let failure = verifyClientAssertion(assertion, clientID: clientID, tenant: tenant, endpoint: endpoint, now: now) {
+                return fail(failure.status, failure.error, failure.code, failure.description)
             }
         } else if let secret = form["client_secret"], !secret.isEmpty {
             if let required = settings.requiredClientSecret, secret != required {
@@ -101,6 +127,20 @@ public actor TokenAuthority {
         } else {
             return fail(400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")
         }
+        let issued = accessToken(tenant: tenant, clientID: clientID, resource: resource, now: now)
+        var body: [String: JSONValue] = ["token_type": "Bearer", "expires_in": .number(Double(issued.lifetime)),
+                                         "ext_expires_in": .number(Double(issued.lifetime)), "access_token": .string(issued.token)]
+        if form["resource"] != nil {
+            // The v1 endpoint's extra fields, which older clients (and `az`'s MSI path) read.
+            body["expires_on"] = .string(String(issued.issuedAt + issued.lifetime))
+            body["resource"] = .string(resource)
+        }
+        return .json(200, .object(body), headers: [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")])
+    }
+
+    /// An access token as the token endpoint, IMDS and App Service's identity endpoint all issue it:
+    /// the one place tokens are minted, so every face's tokens pass the same bearer check.
+    func accessToken(tenant: String, clientID: String, resource: String, now: Date) -> (token: String, issuedAt: Int, lifetime: Int) {
         let audience = Self.audience(of: resource)?.rawValue ?? resource
         issued += 1
         let iat = Int(now.timeIntervalSince1970)
@@ -111,15 +151,14 @@ public actor TokenAuthority {
             "tid": .string(tenant), "oid": .string(Self.objectID(clientID)), "sub": .string(Self.objectID(clientID)),
             "idtyp": "app", "ver": "1.0", "jti": .string(UUID().uuidString.lowercased()), "xms_lcgen": .number(Double(generation)),
         ]
-        let token = JWT.sign(claims, key: key)
-        var body: [String: JSONValue] = ["token_type": "Bearer", "expires_in": .number(Double(lifetime)),
-                                         "ext_expires_in": .number(Double(lifetime)), "access_token": .string(token)]
-        if form["resource"] != nil {
-            // The v1 endpoint's extra fields, which older clients (and `az`'s MSI path) read.
-            body["expires_on"] = .string(String(iat + lifetime))
-            body["resource"] = .string(resource)
-        }
-        return .json(200, .object(body), headers: [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")])
+        return (JWT.sign(claims, key: key), iat, lifetime)
+    }
+
+    /// The body of an Entra error (`AADSTS` code in the description and in `error_codes`).
+    static func entraError(_ status: Int, _ error: String, _ code: Int, _ description: String, now: Date) -> ServeResponse {
+        .json(status, ["error": .string(error), "error_description": .string("AADSTS\(code): \(description)"),
+                       "error_codes": [.number(Double(code))], "timestamp": .string(now.ISO8601Format()),
+                       "trace_id": .string(UUID().uuidString.lowercased()), "correlation_id": .string(UUID().uuidString.lowercased())])
     }
 
     static func audience(of resource: String) -> Audience? {
@@ -131,7 +170,12 @@ public actor TokenAuthority {
 
     /// A stable object id for a client id, as Entra gives every service principal one.
     static func objectID(_ clientID: String) -> String {
-        let digest = Array(SHA256.hash(data: Data(("oid:" + clientID).utf8)))
+        guid("oid:" + clientID)
+    }
+
+    /// A GUID-shaped name derived from `seed`: stable ids without a registry.
+    static func guid(_ seed: String) -> String {
+        let digest = Array(SHA256.hash(data: Data(seed.utf8)))
         let hex = digest.prefix(16).map { String(format: "%02x", $0) }.joined()
         let c = Array(hex)
         return "\(String(c[0..<8]))-\(String(c[8..<12]))-\(String(c[12..<16]))-\(String(c[16..<20]))-\(String(c[20..<32]))"
@@ -145,19 +189,31 @@ public actor TokenAuthority {
 
     /// Checks an `Authorization` header for a token of the given audience.
     public func check(_ authorization: String?, audience: Audience, now: Date = Date()) -> Rejection? {
-        guard let authorization, !authorization.isEmpty else { return .missing }
+        if case .rejected(let rejection) = verify(authorization, audience: audience, now: now) { return rejection }
+        return nil
+    }
+
+    /// A bearer check's outcome: the token's claims (Get User Delegation Key needs its `oid` and `tid`) or why not.
+    public enum BearerCheck: Sendable {
+        case accepted(JSONValue)
+        case rejected(Rejection)
+    }
+
+    /// Checks an `Authorization` header for a token of the given audience and returns its claims.
+    public func verify(_ authorization: String?, audience: Audience, now: Date = Date()) -> BearerCheck {
+        guard let authorization, !authorization.isEmpty else { return .rejected(.missing) }
         let parts = authorization.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .malformed }
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .rejected(.malformed) }
         let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
         guard let claims = JWT.verify(token, key: key) else {
-            return JWT.claims(token) == nil ? .malformed : .badSignature
+            return .rejected(JWT.claims(token) == nil ? .malformed : .badSignature)
         }
         let exp = Double(claims["exp"]?.int ?? 0)
-        if exp <= now.timeIntervalSince1970 { return .expired(Date(timeIntervalSince1970: exp)) }
-        if (claims["xms_lcgen"]?.int ?? 0) < generation { return .revoked }
+        if exp <= now.timeIntervalSince1970 { return .rejected(.expired(Date(timeIntervalSince1970: exp))) }
+        if (claims["xms_lcgen"]?.int ?? 0) < generation { return .rejected(.revoked) }
         let aud = claims["aud"]?.string ?? ""
-        guard Self.audience(of: aud) == audience else { return .wrongAudience(aud) }
-        return nil
+        guard Self.audience(of: aud) == audience else { return .rejected(.wrongAudience(aud)) }
+        return .accepted(claims)
     }
 }
 
@@ -174,8 +230,8 @@ enum JWT {
         return Data(base64Encoded: s)
     }
 
-    static func sign(_ claims: JSONValue, key: SymmetricKey) -> String {
-        let header: JSONValue = ["alg": "HS256", "typ": "JWT", "kid": "imagefactory-local"]
+    static func sign(_ claims: JSONValue, key: SymmetricKey, keyID: String = "imagefactory-local") -> String {
+        let header: JSONValue = ["alg": "HS256", "typ": "JWT", "kid": .string(keyID)]
         let input = base64url(header.data) + "." + base64url(claims.data)
         let mac = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: key)
         return input + "." + base64url(Data(mac))
@@ -185,6 +241,13 @@ enum JWT {
     static func claims(_ token: String) -> JSONValue? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let payload = decodeBase64url(parts[1]), let json = JSONValue.parse(payload), json.object != nil else { return nil }
+        return json
+    }
+
+    /// The header of a well-formed JWT.
+    static func header(_ token: String) -> JSONValue? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let data = decodeBase64url(parts[0]), let json = JSONValue.parse(data), json.object != nil else { return nil }
         return json
     }
 
