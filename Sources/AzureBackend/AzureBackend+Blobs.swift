@@ -105,7 +105,7 @@ extension AzureBackend {
     static func properties(_ id: BlobID, _ response: HTTPResponseData) -> BlobProperties {
         var metadata: [String: String] = [:]
         for (name, value) in response.headers where name.lowercased().hasPrefix("x-ms-meta-") {
-            metadata[String(name.dropFirst("x-ms-meta-".count)).lowercased()] = value
+            metadata[String(name.dropFirst("x-ms-meta-".count))] = value
         }
         return BlobProperties(id: id, contentLength: response.header("Content-Length").flatMap(Int64.init) ?? 0,
                               contentMD5: response.header("Content-MD5"),
@@ -245,7 +245,7 @@ enum BlobListXML {
             while let open = rest.range(of: "<"), let end = rest.range(of: ">", range: open.upperBound..<rest.endIndex) {
                 let tag = String(rest[open.upperBound..<end.lowerBound])
                 guard !tag.hasPrefix("/"), let close = rest.range(of: "</\(tag)>", range: end.upperBound..<rest.endIndex) else { break }
-                metadata[tag.lowercased()] = XMLText.unescape(String(rest[end.upperBound..<close.lowerBound]))
+                metadata[tag] = XMLText.unescape(String(rest[end.upperBound..<close.lowerBound]))
                 rest = rest[close.upperBound...]
             }
         }
