@@ -39,6 +39,31 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var result: Result
     public var actions: [Action]
     public var diagnostics: [Diagnostic]
+    /// The cloud the run talked to, and how much (absent for the embedded local cloud and in older reports).
+    public var backend: Backend?
+
+    /// What a run sent to Azure: its correlation id (in every request's `x-ms-correlation-request-id`,
+    /// to give Azure support) and its request counts.
+    public struct Backend: Codable, Sendable, Equatable {
+        public var kind: String
+        public var correlationId: String?
+        public var armReads: Int
+        public var armWrites: Int
+        public var storageReads: Int
+        public var storageWrites: Int
+        public var retries: Int
+        public var throttled: Int
+        public init(kind: String, correlationId: String?, armReads: Int, armWrites: Int, storageReads: Int, storageWrites: Int, retries: Int, throttled: Int) {
+            self.kind = kind
+            self.correlationId = correlationId
+            self.armReads = armReads
+            self.armWrites = armWrites
+            self.storageReads = storageReads
+            self.storageWrites = storageWrites
+            self.retries = retries
+            self.throttled = throttled
+        }
+    }
 
     public init(summary: RunSummary, startedAt: Date, finishedAt: Date) {
         formatVersion = RunReport.currentFormatVersion

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AzureBackend
 import FactoryEngine
 import FactoryReports
 import FactoryModel
@@ -230,8 +231,10 @@ enum FactoryRun {
         // Made first, so that a run stopped before it started still writes its reports (with the error).
         let console = RunConsole(ci: ci, options: reports, runID: runID, json: factory.output.json && !dryRun)
         let summary: RunSummary
+        var azure: AzureBackend?
         do {
             var context = try await factory.context(writes: !dryRun)
+            azure = context.backend as? AzureBackend ?? (context.backend as? PreviewBackend)?.base as? AzureBackend
             context.runner.lockTimeout = lockTimeout
             context.runner.stageBarriers = runOptions?.stageBarriers ?? false
             try runOptions?.check(context.configuration)
@@ -272,7 +275,13 @@ enum FactoryRun {
             if !dryRun { console.finishStopped(error, runID: runID, startedAt: startedAt) }
             throw exit
         }
-        let report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
+        var report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
+        if let azure {
+            let s = await azure.http.statistics()
+            report.backend = RunReport.Backend(kind: "azure", correlationId: azure.http.correlationID, armReads: s.armReads, armWrites: s.armWrites,
+                                               storageReads: s.storageReads, storageWrites: s.storageWrites, retries: s.retries, throttled: s.throttled)
+            Console.err("Azure: \(s.armReads + s.armWrites) ARM requests (\(s.armWrites) writes), \(s.storageReads + s.storageWrites) Blob requests (\(s.storageWrites) writes), \(s.retries) retried (\(s.throttled) throttled); correlation id \(azure.http.correlationID)")
+        }
         do { try console.finish(report, summary: summary) } catch { throw ErrorMapper.report(error, ci: ci) }
         if !summary.succeeded { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
     }

@@ -114,9 +114,17 @@ struct AzureBackendRunTests {
                                          environment: ["IMAGEFACTORY_LOCAL_FAULTS": "seed=11;*.transient=0.08", "IMAGEFACTORY_LOCAL_THROTTLE": "30/15"])
             defer { served.stop() }
 
-            let first = try ImageFactory.run(["run", "--repo", repo.path], environment: served.azureEnvironment)
+            let reportFile = repo.url("out/azure-run.json")
+            let first = try ImageFactory.run(["run", "--repo", repo.path, "--report-json", reportFile.path], environment: served.azureEnvironment)
             #expect(first.status == 0, "\(first)")
             #expect(first.stdout.contains("38 succeeded, 0 failed"), "\(first.stdout)")
+            // The hostility was real: the run retried through injected 503s and throttling.
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: reportFile)) as? [String: Any])
+            let backend = try #require(report["backend"] as? [String: Any])
+            #expect(backend["kind"] as? String == "azure")
+            #expect((backend["correlationId"] as? String)?.count == 36)
+            #expect((backend["retries"] as? Int ?? 0) > 0, "\(backend)")
+            #expect((backend["armWrites"] as? Int ?? 0) > 0 && (backend["storageWrites"] as? Int ?? 0) > 0, "\(backend)")
             let second = try ImageFactory.run(["run", "--repo", repo.path], environment: served.azureEnvironment)
             #expect(second.status == 0, "\(second)")
             #expect(second.stdout.contains("0 actions"), "a second run finds nothing to do: \(second.stdout)")
