@@ -21,7 +21,15 @@ import uuid
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.rest import HttpRequest
-from azure.identity import ClientAssertionCredential, ClientSecretCredential
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.identity import (
+    AzurePipelinesCredential,
+    CertificateCredential,
+    ClientAssertionCredential,
+    ClientSecretCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.devtestlabs import DevTestLabsClient
 from azure.mgmt.devtestlabs.models import (
@@ -69,12 +77,14 @@ def expect(condition, message):
         raise AssertionError(message)
 
 
-def raw(method, path, token=None, body=None):
+def raw(method, path, token=None, body=None, headers=None):
     """A plain HTTPS request (no SDK), for what SDKs hide: 401s and admin calls."""
     context = ssl.create_default_context(cafile=CERT)
     request = urllib.request.Request(BASE + path, method=method, data=body)
     if token:
         request.add_header("Authorization", "Bearer " + token)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, context=context) as response:
             return response.status, dict(response.headers), response.read()
@@ -82,14 +92,17 @@ def raw(method, path, token=None, body=None):
         return error.code, dict(error.headers), error.read()
 
 
+def admin_json(method, path, body=None):
+    status, _, payload = raw(method, path, body=json.dumps(body).encode() if body is not None else None)
+    expect(status == 200, f"{method} {path}: {status} {payload[:300]}")
+    return json.loads(payload)
+
+
 def federated_assertion():
-    """A workload-identity-style JWT, as GitHub or Azure DevOps would hand to the credential."""
-    def b64(obj):
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-    now = int(time.time())
-    claims = {"iss": "https://token.actions.githubusercontent.com", "sub": "repo:org/repo:ref:refs/heads/main",
-              "aud": "api://AzureADTokenExchange", "iat": now, "nbf": now, "exp": now + 600}
-    return b64({"alg": "RS256", "typ": "JWT"}) + "." + b64(claims) + ".c2lnbmF0dXJl"
+    """A GitHub Actions OIDC token, as the workflow would hand it to the credential: local serve is
+    the issuer (the token endpoint verifies its signature, audience and expiry)."""
+    return admin_json("POST", "/_imagefactory/federated-tokens",
+                      {"issuer": "github", "subject": "repo:contoso/images:ref:refs/heads/main", "lifetime": 600})["token"]
 
 
 common = {"authority": HOST, "disable_instance_discovery": True, "connection_verify": CERT}
@@ -154,6 +167,41 @@ def lab_vm_with_poller():
 def blob_client(lab):
     account = state[lab].default_storage_account.split("/")[-1]
     return account, BlobServiceClient(account_url=f"{BASE}/{account}", credential=federated_credential, connection_verify=CERT)
+
+
+def account_key(lab):
+    """key1 of a lab's storage account, from ARM's listKeys through the management pipeline."""
+    account = state[lab].default_storage_account.split("/")[-1]
+    response = dtl._send_request(HttpRequest(
+        "POST", f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/{account}/listKeys?api-version=2023-05-01"))
+    response.raise_for_status()
+    return account, response.json()["keys"][0]["value"]
+
+
+class environment:
+    """Sets environment variables for a block and restores them (credentials read them when used)."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def __enter__(self):
+        self.saved = {name: os.environ.get(name) for name in self.values}
+        for name, value in self.values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def __exit__(self, *args):
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+MI_VARIABLES = dict(IDENTITY_ENDPOINT=None, IDENTITY_HEADER=None, IMDS_ENDPOINT=None, MSI_ENDPOINT=None, MSI_SECRET=None,
+                    IDENTITY_SERVER_THUMBPRINT=None, AZURE_POD_IDENTITY_AUTHORITY_HOST=None, AZURE_CLIENT_ID=None)
 
 
 def blobs_and_copy_between_accounts():
@@ -363,12 +411,176 @@ def expired_token_is_401_then_refresh():
     expect(len(list(again.labs.list_by_subscription())) == 2, "a new token did not work")
 
 
+def shared_key_put_get_list():
+    """Shared Key: the SDK signs every request with the account key; the server verifies each."""
+    account, key = account_key("SdkLab1")
+    client = BlobServiceClient(account_url=f"{BASE}/{account}", credential=AzureNamedKeyCredential(account, key), connection_verify=CERT)
+    container = client.get_container_client("sharedkey")
+    container.create_container()
+    data = b"signed with the account key " * 100
+    container.get_blob_client("dir/key blob.bin").upload_blob(data, metadata={"via": "sharedkey"})
+    expect(container.get_blob_client("dir/key blob.bin").download_blob().readall() == data, "Shared Key download differs")
+    expect([b.name for b in container.list_blobs(name_starts_with="dir/")] == ["dir/key blob.bin"], "Shared Key list")
+    expect("sharedkey" in [c.name for c in client.list_containers()], "Shared Key list containers")
+    wrong = BlobServiceClient(account_url=f"{BASE}/{account}", credential=AzureNamedKeyCredential(account, base64.b64encode(b"x" * 64).decode()),
+                              connection_verify=CERT)
+    try:
+        wrong.get_container_client("sharedkey").get_blob_client("dir/key blob.bin").get_blob_properties()
+        raise AssertionError("a wrong account key was accepted")
+    except HttpResponseError as error:
+        expect(error.status_code == 403, f"wrong key answered {error.status_code}")
+
+
+def service_sas_read():
+    from datetime import datetime, timedelta, timezone
+    from azure.storage.blob import BlobClient, BlobSasPermissions, generate_blob_sas
+    account, key = account_key("SdkLab1")
+    sas = generate_blob_sas(account, "vhds", "image.vhd", account_key=key, permission=BlobSasPermissions(read=True),
+                            expiry=datetime.now(timezone.utc) + timedelta(minutes=30))
+    blob = BlobClient.from_blob_url(f"{BASE}/{account}/vhds/image.vhd?{sas}", connection_verify=CERT)
+    expect(blob.get_blob_properties().size > 0 and len(blob.download_blob().readall()) == blob.get_blob_properties().size, "service SAS read")
+    write_only = generate_blob_sas(account, "vhds", "image.vhd", account_key=key, permission=BlobSasPermissions(write=True),
+                                   expiry=datetime.now(timezone.utc) + timedelta(minutes=30))
+    try:
+        BlobClient.from_blob_url(f"{BASE}/{account}/vhds/image.vhd?{write_only}", connection_verify=CERT).download_blob().readall()
+        raise AssertionError("a write-only SAS could read")
+    except HttpResponseError as error:
+        expect(error.status_code == 403 and error.error_code == "AuthorizationPermissionMismatch", f"{error.status_code} {error.error_code}")
+
+
+def user_delegation_sas_read_and_copy_source():
+    from datetime import datetime, timedelta, timezone
+    from azure.storage.blob import BlobClient, BlobSasPermissions, generate_blob_sas
+    source_account, source = blob_client("SdkLab1")
+    _, dest = blob_client("SdkLab2")
+    now = datetime.now(timezone.utc)
+    key = source.get_user_delegation_key(now - timedelta(minutes=1), now + timedelta(hours=1))
+    expect(key.signed_service == "b" and key.value, f"user delegation key {key.signed_service}")
+    sas = generate_blob_sas(source_account, "vhds", "image.vhd", user_delegation_key=key, permission=BlobSasPermissions(read=True),
+                            expiry=now + timedelta(minutes=30))
+    url = f"{BASE}/{source_account}/vhds/image.vhd?{sas}"
+    original = source.get_blob_client("vhds", "image.vhd").download_blob().readall()
+    expect(BlobClient.from_blob_url(url, connection_verify=CERT).download_blob().readall() == original, "user delegation SAS read")
+    target = dest.get_blob_client("uploads", "from-ud-sas.vhd")
+    copy = target.start_copy_from_url(url)
+    deadline = time.time() + 60
+    while True:
+        status = target.get_blob_properties().copy
+        if status.status != "pending" or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    expect(status.status == "success" and status.id == copy["copy_id"], f"copy with a user delegation SAS ended {status.status}")
+    expect(target.download_blob().readall() == original, "copied bytes differ")
+    forged = url.replace("sig=", "sig=AAAA")
+    try:
+        dest.get_blob_client("uploads", "forged-sas.vhd").start_copy_from_url(forged)
+        raise AssertionError("a copy with a forged SAS was accepted")
+    except HttpResponseError as error:
+        expect(error.status_code == 403 and error.error_code == "CannotVerifyCopySource", f"{error.status_code} {error.error_code}")
+
+
+def certificate_credential():
+    """CertificateCredential (what AZURE_CLIENT_CERTIFICATE_PATH configures): MSAL signs a client
+    assertion with the certificate's key; the token endpoint verifies it against the registered certificate."""
+    import datetime as dt
+    import tempfile
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imagefactory-sdk-cert")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()) + \
+        cert.public_bytes(serialization.Encoding.PEM)
+    client_id = "imagefactory-sdk-certificate"
+    with tempfile.NamedTemporaryFile(suffix=".pem", delete=False) as handle:
+        handle.write(pem)
+        path = handle.name
+    try:
+        unregistered = CertificateCredential(TENANT, client_id, path, **common)
+        try:
+            unregistered.get_token(ARM_SCOPE)
+            raise AssertionError("an unregistered certificate was accepted")
+        except ClientAuthenticationError as error:
+            expect("AADSTS700027" in str(error), str(error)[:300])
+        status, _, body = raw("PUT", f"/_imagefactory/client-certificates/{client_id}", body=cert.public_bytes(serialization.Encoding.PEM))
+        expect(status == 204, f"register certificate: {status} {body[:200]}")
+        credential = CertificateCredential(TENANT, client_id, path, **common)
+        token = credential.get_token(ARM_SCOPE)
+        expect(token.token.count(".") == 2, "certificate token looks wrong")
+        labs = DevTestLabsClient(credential, SUB, base_url=BASE, credential_scopes=[ARM_SCOPE], connection_verify=CERT)
+        expect(len(list(labs.labs.list_by_subscription())) >= 2, "ARM with a certificate credential's token")
+    finally:
+        os.unlink(path)
+
+
+def workload_identity_and_azure_pipelines():
+    """WorkloadIdentityCredential reads a Kubernetes service account token from a file;
+    AzurePipelinesCredential asks Azure DevOps' OIDC endpoint (SYSTEM_OIDCREQUESTURI) for one."""
+    import tempfile
+    token = admin_json("POST", "/_imagefactory/federated-tokens", {"issuer": "kubernetes", "subject": "system:serviceaccount:ci:builder"})["token"]
+    with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
+        handle.write(token)
+        path = handle.name
+    try:
+        workload = WorkloadIdentityCredential(tenant_id=TENANT, client_id="imagefactory-sdk-workload", token_file_path=path, **common)
+        expect(workload.get_token(STORAGE_SCOPE).token.count(".") == 2, "workload identity token")
+    finally:
+        os.unlink(path)
+    access_token = admin_json("POST", "/_imagefactory/ci-request-tokens")["token"]
+    with environment(SYSTEM_OIDCREQUESTURI=f"{BASE}/_ado/oidctoken"):
+        pipelines = AzurePipelinesCredential(tenant_id=TENANT, client_id="imagefactory-sdk-pipelines",
+                                             service_connection_id="5c1b9f3e-0000-4000-8000-000000000001",
+                                             system_access_token=access_token, **common)
+        expect(pipelines.get_token(ARM_SCOPE).token.count(".") == 2, "Azure Pipelines token")
+    # GitHub Actions: what actions/core's getIDToken does with ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN.
+    status, _, body = raw("GET", "/_github/idtoken?api-version=2.0&audience=api://AzureADTokenExchange",
+                          headers={"Authorization": f"Bearer {access_token}"})
+    expect(status == 200 and json.loads(body)["value"].count(".") == 2, f"GitHub OIDC request: {status}")
+
+
+def managed_identity_imds_and_app_service():
+    """ManagedIdentityCredential against IMDS (AZURE_POD_IDENTITY_AUTHORITY_HOST moves its host) and
+    App Service (IDENTITY_ENDPOINT / IDENTITY_HEADER)."""
+    account, _ = account_key("SdkLab1")
+    with environment(**dict(MI_VARIABLES, AZURE_POD_IDENTITY_AUTHORITY_HOST=BASE)):
+        imds = ManagedIdentityCredential(connection_verify=CERT)
+        token = imds.get_token(ARM_SCOPE)
+        expect(token.token.count(".") == 2 and token.expires_on > time.time() + 60, "IMDS token")
+        labs = DevTestLabsClient(imds, SUB, base_url=BASE, credential_scopes=[ARM_SCOPE], connection_verify=CERT)
+        expect(len(list(labs.labs.list_by_subscription())) >= 2, "ARM with an IMDS token")
+        user_assigned = ManagedIdentityCredential(client_id="imagefactory-sdk-user-assigned", connection_verify=CERT)
+        blobs = BlobServiceClient(account_url=f"{BASE}/{account}", credential=user_assigned, connection_verify=CERT)
+        expect("vhds" in [c.name for c in blobs.list_containers()], "Blob with a user-assigned IMDS token")
+    header = admin_json("POST", "/_imagefactory/ci-request-tokens")["token"]
+    with environment(**dict(MI_VARIABLES, IDENTITY_ENDPOINT=f"{BASE}/msi/token", IDENTITY_HEADER=header)):
+        app_service = ManagedIdentityCredential(connection_verify=CERT)
+        blobs = BlobServiceClient(account_url=f"{BASE}/{account}", credential=app_service, connection_verify=CERT)
+        expect("vhds" in [c.name for c in blobs.list_containers()], "Blob with an App Service token")
+    with environment(**dict(MI_VARIABLES, IDENTITY_ENDPOINT=f"{BASE}/msi/token", IDENTITY_HEADER="not-the-secret")):
+        try:
+            ManagedIdentityCredential(connection_verify=CERT).get_token(STORAGE_SCOPE)
+            raise AssertionError("App Service's endpoint accepted a wrong IDENTITY_HEADER")
+        except ClientAuthenticationError:
+            pass
+
+
 check("token endpoint: client secret and federated assertion (azure-identity)", tokens)
 check("ARM without a token: 401 with a challenge", unauthenticated_is_401)
 check("labs: create (LRO) and list", create_and_list_labs)
 check("lab VM: create and wait with the SDK poller, artifacts expanded", lab_vm_with_poller)
 check("blobs: put, properties, get, list; copy between accounts with a SAS and wait", blobs_and_copy_between_accounts)
 check("copy from another account without a SAS is refused (403)", copy_without_sas_is_refused)
+check("Shared Key (account key credential): put, get, list; a wrong key is 403", shared_key_put_get_list)
+check("service SAS (generate_blob_sas with the account key): read; a write-only SAS cannot read", service_sas_read)
+check("user delegation key and SAS: read, cross-account copy source; a forged SAS is refused", user_delegation_sas_read_and_copy_source)
+check("CertificateCredential: refused until the certificate is registered, then ARM works", certificate_credential)
+check("WorkloadIdentityCredential (Kubernetes token file), AzurePipelinesCredential, GitHub OIDC request", workload_identity_and_azure_pipelines)
+check("ManagedIdentityCredential: IMDS (system and user assigned) and App Service", managed_identity_imds_and_app_service)
 check("blob lease: acquire, conflict, renew, release", lease_blob)
 check("compute VM and OS disk of a lab VM: grant access refused while running, stop, grant, copy the SAS, revoke", compute_vm_disk_grant_copy_revoke)
 check("custom image from the copied VHD (LRO)", custom_image_from_vhd)
