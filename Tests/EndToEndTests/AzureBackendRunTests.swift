@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 
 /// `imagefactory local serve --tls` as a separate process: the Azure backend's stand-in for Azure.
@@ -10,7 +13,7 @@ final class ServedCloud {
     let log: URL
 
     /// Starts the server on a free port over `stateDirectory` and waits until it listens.
-    init(stateDirectory: URL, arguments: [String] = [], environment extra: [String: String] = [:]) throws {
+    init(stateDirectory: URL, tls: Bool = true, arguments: [String] = [], environment extra: [String: String] = [:]) throws {
         self.stateDirectory = stateDirectory
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -20,7 +23,7 @@ final class ServedCloud {
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process = Process()
         process.executableURL = try ImageFactory.binary()
-        process.arguments = ["local", "serve", "--state-dir", stateDirectory.path, "--port", "0", "--tls"] + arguments
+        process.arguments = ["local", "serve", "--state-dir", stateDirectory.path, "--port", "0"] + (tls ? ["--tls"] : []) + arguments
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("IMAGEFACTORY_") }
         environment["IMAGEFACTORY_LOCAL_LATENCY"] = "instant"
         for (key, value) in extra { environment[key] = value }
@@ -33,10 +36,11 @@ final class ServedCloud {
         var found: (String, String)?
         for _ in 0..<600 {
             let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Listening on ") }),
-               let cert = text.split(separator: "\n").first(where: { $0.contains("TLS certificate: ") }) {
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Listening on ") }) {
+                let cert = text.split(separator: "\n").first(where: { $0.contains("TLS certificate: ") })
+                if tls && cert == nil { continue }
                 found = (String(line.dropFirst("Listening on ".count).split(separator: " ")[0]),
-                         String(cert.components(separatedBy: "TLS certificate: ")[1]))
+                         cert.map { String($0.components(separatedBy: "TLS certificate: ")[1]) } ?? "")
                 break
             }
             guard process.isRunning else { break }
@@ -56,9 +60,38 @@ final class ServedCloud {
 
     /// The environment that points `imagefactory --backend azure` at this server with a client secret.
     var azureEnvironment: [String: String] {
-        ["IMAGEFACTORY_BACKEND": "azure", "IMAGEFACTORY_ARM_ENDPOINT": base, "AZURE_AUTHORITY_HOST": base, "IMAGEFACTORY_CA_FILE": certificate,
-         "AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "11111111-0000-4000-8000-00000000000a",
-         "AZURE_CLIENT_SECRET": "e2e-secret", "IMAGEFACTORY_IMDS_ENDPOINT": "http://127.0.0.1:9", "IMAGEFACTORY_LOCK_SECONDS": "15"]
+        var environment = signInEnvironment
+        environment["AZURE_CLIENT_SECRET"] = "e2e-secret"
+        return environment
+    }
+
+    /// Where the backend finds this server, with no sign-in mode chosen yet.
+    var signInEnvironment: [String: String] {
+        var environment = ["IMAGEFACTORY_BACKEND": "azure", "IMAGEFACTORY_ARM_ENDPOINT": base, "AZURE_AUTHORITY_HOST": base,
+                           "AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "11111111-0000-4000-8000-00000000000a",
+                           "IMAGEFACTORY_IMDS_ENDPOINT": "http://127.0.0.1:9", "IMAGEFACTORY_LOCK_SECONDS": "15", "PATH": "/usr/bin:/bin"]
+        if !certificate.isEmpty { environment["IMAGEFACTORY_CA_FILE"] = certificate }
+        return environment
+    }
+
+    /// An admin call (the server must be plain http: URLSession would refuse the self-signed certificate).
+    func admin(_ method: String, _ path: String, json: [String: Any]? = nil) throws -> [String: Any] {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        if let json { request.httpBody = try JSONSerialization.data(withJSONObject: json) }
+        let box = ResultBox()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: request) { data, _, _ in
+            box.data = data
+            done.signal()
+        }.resume()
+        done.wait()
+        return (try? JSONSerialization.jsonObject(with: box.data ?? Data())) as? [String: Any] ?? [:]
+    }
+
+    final class ResultBox: @unchecked Sendable {
+        // @unchecked: written once by the callback before the semaphore is signalled, read after.
+        var data: Data?
     }
 
     func stop() {
@@ -139,6 +172,45 @@ struct AzureBackendRunTests {
             let embedded = try Self.inventory(["--repo", repo.path])
             #expect(!overREST.summary.isEmpty && overREST.summary.values.contains { !$0.isEmpty }, "the run made images")
             #expect(overREST.summary == embedded.summary)
+        }
+    }
+
+    @Test("each sign-in mode, set up only through its CI's environment variables, plans the sample factory with the binary",
+          arguments: ["client-secret", "workload-identity", "github-oidc", "azure-devops-oidc", "managed-identity", "app-service"])
+    func signInModes(_ mode: String) throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let state = repo.url(".served")
+            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path, "--state-dir", state.path],
+                                         environment: ["IMAGEFACTORY_LOCAL_LATENCY": "instant"]).status == 0)
+            let served = try ServedCloud(stateDirectory: state, tls: false, arguments: ["--quiet"])
+            defer { served.stop() }
+            var environment = served.signInEnvironment
+            switch mode {
+            case "client-secret":
+                environment["AZURE_CLIENT_SECRET"] = "plan-secret"
+            case "workload-identity":
+                let token = try #require(try served.admin("POST", "/_imagefactory/federated-tokens", json: ["issuer": "kubernetes", "subject": "system:serviceaccount:factory:nightly"])["token"] as? String)
+                let file = repo.url("token")
+                try token.write(to: file, atomically: true, encoding: .utf8)
+                environment["AZURE_FEDERATED_TOKEN_FILE"] = file.path
+            case "github-oidc":
+                environment["ACTIONS_ID_TOKEN_REQUEST_URL"] = "\(served.base)/_github/idtoken?api-version=2.0"
+                environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = try #require(try served.admin("POST", "/_imagefactory/ci-request-tokens")["token"] as? String)
+            case "azure-devops-oidc":
+                environment["SYSTEM_OIDCREQUESTURI"] = "\(served.base)/_ado/oidctoken"
+                environment["SYSTEM_ACCESSTOKEN"] = try #require(try served.admin("POST", "/_imagefactory/ci-request-tokens")["token"] as? String)
+                environment["AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"] = "5b8a2b3c-0000-4000-8000-000000000002"
+            case "managed-identity":
+                environment["IMAGEFACTORY_IMDS_ENDPOINT"] = served.base
+                environment["AZURE_CLIENT_ID"] = nil
+            default:
+                environment["IDENTITY_ENDPOINT"] = "\(served.base)/msi/token"
+                environment["IDENTITY_HEADER"] = try #require(try served.admin("POST", "/_imagefactory/ci-request-tokens")["token"] as? String)
+            }
+            let result = try ImageFactory.run(["plan", "--repo", repo.path], environment: environment)
+            #expect(result.status == 0, "\(result)")
+            #expect(result.stdout.contains("38 actions"), "\(result.stdout)")
         }
     }
 
