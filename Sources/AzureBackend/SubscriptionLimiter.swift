@@ -6,9 +6,12 @@ import Foundation
 /// ARM throttles writes per subscription (a token bucket: 200, refilled at 10 a second in the
 /// public cloud), so jobs that each retry on their own after a 429 keep the bucket empty and
 /// starve one another. Here the subscription's jobs share one window of writes in flight:
-/// - a 429 halves the window and pauses every write to the subscription for the Retry-After;
-/// - a success whose `x-ms-ratelimit-remaining-subscription-writes` is low lowers it by one;
-/// - otherwise each success widens it a little (by 1/window: one per full window of successes),
+/// - writes are paced by ARM's own count: no more writes go out than the last
+///   `x-ms-ratelimit-remaining-subscription-writes` leaves room for, and when the bucket is empty
+///   one write probes it every quarter second, so the bucket's refill is used as it comes;
+/// - a 429 (when pacing could not prevent one) halves the window and pauses every write to the
+///   subscription for the Retry-After;
+/// - each success widens the window a little (by 1/window: one per full window of successes),
 ///   never above `maxConcurrentJobs`.
 /// Reads are not limited (ARM counts them in another, much larger bucket) but wait out a pause.
 public actor SubscriptionLimiter {
@@ -19,17 +22,20 @@ public actor SubscriptionLimiter {
         var waiters: [CheckedContinuation<Void, Never>] = []
         var throttles = 0
         var lowest: Double
+        /// ARM's last word on the bucket: writes remaining, and when it said so.
+        var remaining: Int?
+        var remainingAt = Date.distantPast
     }
 
+    /// How often one write may probe an empty bucket.
+    public static let probeInterval = 0.25
+
     public let maximum: Int
-    /// Below this many remaining writes the window shrinks before ARM starts refusing.
-    public let lowWater: Int
     let clock: any FactoryClock
     private var states: [String: State] = [:]
 
-    public init(maximum: Int, lowWater: Int = 20, clock: any FactoryClock) {
+    public init(maximum: Int, clock: any FactoryClock) {
         self.maximum = max(1, maximum)
-        self.lowWater = lowWater
         self.clock = clock
     }
 
@@ -52,10 +58,22 @@ public actor SubscriptionLimiter {
             try Task.checkCancellation()
             try await waitOutPause(key)
             var state = states[key] ?? State(window: Double(maximum), lowest: Double(maximum))
-            if state.inFlight < max(1, Int(state.window)) {
+            let budget = state.remaining.map { $0 - state.inFlight } ?? Int.max
+            if state.inFlight < max(1, Int(state.window)) && budget > 0 {
                 state.inFlight += 1
                 states[key] = state
                 return
+            }
+            if budget <= 0 && state.inFlight == 0 {
+                // The bucket was empty when last heard of and nothing in flight will say more: probe it after a moment.
+                let wait = Self.probeInterval - clock.now().timeIntervalSince(state.remainingAt)
+                if wait <= 0 {
+                    state.inFlight += 1
+                    states[key] = state
+                    return
+                }
+                try await clock.sleep(seconds: wait)
+                continue
             }
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 states[key, default: State(window: Double(maximum), lowest: Double(maximum))].waiters.append(continuation)
@@ -81,6 +99,13 @@ public actor SubscriptionLimiter {
         let key = subscription.lowercased()
         guard var state = states[key] else { return }
         state.inFlight = max(0, state.inFlight - 1)
+        if let remaining {
+            state.remaining = remaining
+            state.remainingAt = clock.now()
+        } else if throttledFor != nil {
+            state.remaining = 0
+            state.remainingAt = clock.now()
+        }
         adjust(&state, throttledFor: throttledFor, remaining: remaining)
         wakeWaiters(&state)
         states[key] = state
@@ -94,13 +119,11 @@ public actor SubscriptionLimiter {
         states[key] = state
     }
 
-    private func adjust(_ state: inout State, throttledFor: Double?, remaining: Int?) {
+    private func adjust(_ state: inout State, throttledFor: Double?, remaining _: Int?) {
         if let throttledFor {
             state.throttles += 1
             state.window = max(1, state.window / 2)
             pause(&state, throttledFor)
-        } else if let remaining, remaining < lowWater {
-            state.window = max(1, state.window - 1)
         } else {
             state.window = min(Double(maximum), state.window + 1 / max(1, state.window))
         }

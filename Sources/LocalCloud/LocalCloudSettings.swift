@@ -53,6 +53,12 @@ public struct ThrottleSettings: Codable, Sendable, Equatable {
     public var enabled: Bool
 
     /// ARM's published subscription write limits: bucket of 200, 10 per second.
+    public init(capacity: Double, refillPerSecond: Double, enabled: Bool) {
+        self.capacity = capacity
+        self.refillPerSecond = refillPerSecond
+        self.enabled = enabled
+    }
+
     public static let azure = ThrottleSettings(capacity: 200, refillPerSecond: 10, enabled: true)
     public static let off = ThrottleSettings(capacity: 0, refillPerSecond: 0, enabled: false)
 }

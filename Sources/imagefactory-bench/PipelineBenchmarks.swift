@@ -394,6 +394,8 @@ struct SyntheticFactory {
     /// Templates per folder under GoldenImages/.
     var folderSize: Int
     var maxConcurrentJobs = 20
+    /// How many subscriptions the labs are spread over (ARM throttles per subscription).
+    var subscriptionCount = 20
     /// Every lab subscribes to the whole GoldenImages tree (for the local-cloud benchmarks).
     var everyLabTakesEverything = false
     /// Per template: how long the local cloud takes to build it (`metadata.localCloud.buildSeconds`), when set.
@@ -408,7 +410,7 @@ struct SyntheticFactory {
     func templatePath(_ t: Int) -> String { "\(folderPath(t / folderSize))/Image \(String(format: "%04d", t)).json" }
     func isLinux(_ t: Int) -> Bool { (t / folderSize) % 3 == 2 }
 
-    func subscription(_ lab: Int) -> String { String(format: "00000000-0000-4000-8000-%012x", 0xbe_0000 + lab % 20) }
+    func subscription(_ lab: Int) -> String { String(format: "00000000-0000-4000-8000-%012x", 0xbe_0000 + lab % max(1, subscriptionCount)) }
     func labName(_ lab: Int) -> String { String(format: "Lab%04d", lab) }
     func resourceGroup(_ lab: Int) -> String { String(format: "rg-lab-%04d", lab) }
 

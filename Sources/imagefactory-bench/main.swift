@@ -554,6 +554,10 @@ do {
         try await PipelineBenchmarks.noChange(arguments: Array(arguments.dropFirst()))
     case "critical-path":
         try await CriticalPathBenchmark.run(arguments: Array(arguments.dropFirst()))
+    case "azure-nochange":
+        try await AzureBenchmarks.noChange(arguments: Array(arguments.dropFirst()))
+    case "azure-throttle":
+        try await AzureBenchmarks.throttle(arguments: Array(arguments.dropFirst()))
     case nil, "-h", "--help", "help":
         print(usage)
     default:

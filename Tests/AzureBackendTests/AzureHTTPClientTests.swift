@@ -136,8 +136,20 @@ struct AzureHTTPClientTests {
         #expect(clock.sleeperCount == 1, "still paused after 9 of 10 seconds")
         clock.advance(by: 1.5)
         try await waiting.value
-        await limiter.releaseWrite("s1", throttledFor: nil, remaining: 5)
-        #expect(await limiter.snapshot("s1").window == 3, "few remaining writes shrink the window before ARM refuses")
+        // ARM says the bucket is empty: the next write waits a probe interval instead of drawing a 429.
+        await limiter.releaseWrite("s1", throttledFor: nil, remaining: 0)
+        let paced = Task { try await limiter.acquireWrite("s1") }
+        while clock.sleeperCount == 0 { await Task.yield() }
+        clock.advance(by: SubscriptionLimiter.probeInterval)
+        try await paced.value
+        await limiter.releaseWrite("s1", throttledFor: nil, remaining: 3)
+        // Three left: three writes may go, the fourth waits for one of them to report.
+        for _ in 0..<3 { try await limiter.acquireWrite("s1") }
+        let fourth = Task { try await limiter.acquireWrite("s1") }
+        for _ in 0..<50 { await Task.yield() }
+        await limiter.releaseWrite("s1", throttledFor: nil, remaining: 40)
+        try await fourth.value
+        for _ in 0..<3 { await limiter.releaseWrite("s1", throttledFor: nil, remaining: 40) }
         for _ in 0..<40 {
             try await limiter.acquireWrite("s1")
             await limiter.releaseWrite("s1", throttledFor: nil, remaining: 500)
