@@ -119,7 +119,7 @@ let package = Package(
         // Benchmarks that print figures (never timed unit tests).
         .executableTarget(
             name: "imagefactory-bench",
-            dependencies: ["FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud"]
+            dependencies: ["FactoryModel", "FactoryGit", "FactoryEngine", "LocalCloud", "LocalServe", "AzureBackend"]
         ),
         // What every test target shares: the git repository fixture and the operations-log reader.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

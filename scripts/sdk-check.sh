@@ -85,7 +85,7 @@ for _ in $(seq 1 100); do
 done
 SAMPLE_CERT="$(sed -n 's/^  TLS certificate: //p' "$STATE/sample.out")"
 set +e
-PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" tests/sdk/readme_examples.py README.md "$SAMPLE_BASE" "$SAMPLE_CERT" | tee "$STATE/readme.out"
+IMAGEFACTORY_BIN="$BIN" PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" tests/sdk/readme_examples.py README.md "$SAMPLE_BASE" "$SAMPLE_CERT" | tee "$STATE/readme.out"
 README_STATUS=${PIPESTATUS[0]}
 set -e
 kill "$SAMPLE_SERVER" 2>/dev/null || true; wait "$SAMPLE_SERVER" 2>/dev/null || true

@@ -31,8 +31,8 @@ struct LocalServeCommand: AsyncParsableCommand {
     @Flag(help: "Serve https with a self-signed certificate (made once in the state directory; its path is printed).")
     var tls: Bool = false
 
-    @Option(help: ArgumentHelp("Items per page of ARM lists; small values exercise clients' nextLink paging.", valueName: "n"))
-    var pageSize: Int = 100
+    @Option(help: ArgumentHelp("Items per page of ARM lists (default 100) and Blob lists (default 5,000); small values exercise clients' nextLink and NextMarker paging.", valueName: "n"))
+    var pageSize: Int?
 
     @Option(help: ArgumentHelp("Lifetime of issued tokens in seconds (short values exercise clients' token refresh).", valueName: "seconds"))
     var tokenLifetime: Int = 3599
@@ -46,7 +46,7 @@ struct LocalServeCommand: AsyncParsableCommand {
     func validate() throws {
         try backend.validateLocal()
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535.") }
-        guard pageSize >= 1 else { throw ValidationError("--page-size must be at least 1.") }
+        guard (pageSize ?? 1) >= 1 else { throw ValidationError("--page-size must be at least 1.") }
         guard tokenLifetime >= 1 else { throw ValidationError("--token-lifetime must be at least 1 second.") }
     }
 
@@ -70,7 +70,7 @@ struct LocalServeCommand: AsyncParsableCommand {
                                                         requiredClientSecret: environment["IMAGEFACTORY_LOCAL_CLIENT_SECRET"].flatMap { $0.isEmpty ? nil : $0 })
             let tokens = TokenAuthority(key: try TokenAuthority.signingKey(stateDirectory: directory), settings: tokenSettings,
                                         stateDirectory: directory)
-            let service = LocalServeService(cloud: cloud, settings: LocalServeSettings(pageSize: pageSize, throttle: throttle, tenant: tenant),
+            let service = LocalServeService(cloud: cloud, settings: LocalServeSettings(pageSize: pageSize ?? 100, throttle: throttle, tenant: tenant, blobPageSize: pageSize ?? 5000),
                                             tokens: tokens)
             var tlsFiles: LocalServer.TLSFiles?
             if tls {

@@ -14,6 +14,9 @@ struct BlobService {
     let caller: StorageCaller
     let tokens: TokenAuthority
     let now: Date
+    /// Most items per list page when the client asks for more (or says nothing): Azure's 5,000,
+    /// or `local serve --page-size`, so clients' marker paging is exercised.
+    var pageSize = 5000
 
     func respond(_ request: ServeRequest) async -> ServeResponse {
         var response: ServeResponse
@@ -349,7 +352,7 @@ struct BlobService {
     private func listContainers(_ request: ServeRequest) async throws -> ServeResponse {
         let prefix = request.query("prefix") ?? ""
         let names = try await cloud.listContainers(account: account).filter { $0.hasPrefix(prefix) }.sorted()
-        let (page, next) = Self.page(names, request: request) { $0 }
+        let (page, next) = Self.page(names, request: request, pageSize: pageSize) { $0 }
         var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"\(XML.escape(request.origin))/\(account.name)/\">"
         xml += "<Prefix>\(XML.escape(prefix))</Prefix><Containers>"
         for name in page {
@@ -365,7 +368,7 @@ struct BlobService {
         let prefix = request.query("prefix")
         let include = (request.query("include") ?? "").lowercased().split(separator: ",")
         let blobs = try await cloud.listBlobs(container: container, prefix: prefix).sorted { $0.id.name < $1.id.name }
-        let (page, next) = Self.page(blobs, request: request) { $0.id.name }
+        let (page, next) = Self.page(blobs, request: request, pageSize: pageSize) { $0.id.name }
         var xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"\(XML.escape(request.origin))/\(account.name)/\" ContainerName=\"\(XML.escape(container.name))\">"
         if let prefix { xml += "<Prefix>\(XML.escape(prefix))</Prefix>" }
         if let max = request.query("maxresults") { xml += "<MaxResults>\(XML.escape(max))</MaxResults>" }
@@ -392,10 +395,10 @@ struct BlobService {
     }
 
     /// `maxresults` / `marker` paging: the marker is the name the next page starts at.
-    static func page<T>(_ items: [T], request: ServeRequest, name: (T) -> String) -> ([T], String?) {
+    static func page<T>(_ items: [T], request: ServeRequest, pageSize: Int = 5000, name: (T) -> String) -> ([T], String?) {
         var rest = items
         if let marker = request.query("marker"), !marker.isEmpty { rest = rest.filter { name($0) >= marker } }
-        let max = min(5000, request.query("maxresults").flatMap(Int.init) ?? 5000)
+        let max = min(pageSize, 5000, request.query("maxresults").flatMap(Int.init) ?? 5000)
         guard rest.count > max, max > 0 else { return (rest, nil) }
         return (Array(rest.prefix(max)), name(rest[max]))
     }

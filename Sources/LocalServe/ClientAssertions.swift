@@ -213,14 +213,18 @@ extension TokenAuthority {
         return trimmed == "/\(t)/oauth2/v2.0/token" || trimmed == "/\(t)/oauth2/token"
     }
 
-    /// `exp` must be in the future and `nbf`, when present, not.
+    /// Entra tolerates this much clock skew on a client's `nbf` (five minutes): a client whose clock
+    /// runs a little ahead still signs in.
+    static let clockSkew: Double = 300
+
+    /// `exp` must be in the future and `nbf`, when present, not (within the clock skew).
     static func checkLifetime(_ claims: JSONValue, now: Date) -> AssertionFailure? {
         let current = now.timeIntervalSince1970
         guard let exp = claims["exp"]?.int else {
             return AssertionFailure(code: 50027, description: "Invalid JWT token. The assertion has no 'exp' claim.")
         }
         let nbf = claims["nbf"]?.int
-        if Double(exp) <= current || (nbf.map { Double($0) > current } ?? false) {
+        if Double(exp) <= current || (nbf.map { Double($0) - clockSkew > current } ?? false) {
             let from = nbf.map { Date(timeIntervalSince1970: Double($0)).ISO8601Format() } ?? "(no nbf)"
             return AssertionFailure(code: 700024, description: "Client assertion is not within its valid time range. Current time: \(now.ISO8601Format()), assertion valid from \(from), expiry time of assertion \(Date(timeIntervalSince1970: Double(exp)).ISO8601Format()).")
         }

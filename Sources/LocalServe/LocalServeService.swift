@@ -10,11 +10,15 @@ public struct LocalServeSettings: Sendable {
     public var throttle: ThrottleSettings
     /// The tenant named in tokens and in the OpenID configuration.
     public var tenant: String
+    /// Most items per page of Blob lists (`NextMarker` paging): Azure's 5,000 unless made small.
+    public var blobPageSize: Int
 
-    public init(pageSize: Int = 100, throttle: ThrottleSettings = .azure, tenant: String = "00000000-0000-0000-0000-000000000001") {
+    public init(pageSize: Int = 100, throttle: ThrottleSettings = .azure, tenant: String = "00000000-0000-0000-0000-000000000001",
+                blobPageSize: Int = 5000) {
         self.pageSize = max(1, pageSize)
         self.throttle = throttle
         self.tenant = tenant
+        self.blobPageSize = min(5000, max(1, blobPageSize))
     }
 }
 
@@ -86,7 +90,7 @@ public final class LocalServeService: Sendable {
         if !first.isEmpty, let account = try? await cloud.storageAccount(named: first) {
             switch await storageCaller(request, account: account, now: now) {
             case .success(let caller):
-                return await BlobService(cloud: cloud, account: account, caller: caller, tokens: tokens, now: now).respond(request)
+                return await BlobService(cloud: cloud, account: account, caller: caller, tokens: tokens, now: now, pageSize: settings.blobPageSize).respond(request)
             case .failure(let failure):
                 var response = failure.response
                 if let version = request.header("x-ms-version") { response.setHeader("x-ms-version", version) }

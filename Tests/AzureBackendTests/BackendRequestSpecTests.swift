@@ -38,7 +38,7 @@ struct ServedBackend {
         let target = try await cloud.createLab(LabID(subscriptionId: subscription, resourceGroup: "rg-target", name: "TargetLab"), location: "northeurope")
         let tenant = "00000000-0000-0000-0000-000000000001"
         let tokens = TokenAuthority(key: try TokenAuthority.signingKey(stateDirectory: directory), settings: .init())
-        let service = LocalServeService(cloud: cloud, settings: LocalServeSettings(pageSize: 2, throttle: .off, tenant: tenant), tokens: tokens)
+        let service = LocalServeService(cloud: cloud, settings: LocalServeSettings(pageSize: 2, throttle: .off, tenant: tenant, blobPageSize: 2), tokens: tokens)
         let ports = AsyncStream<Int>.makeStream()
         let server = Task { try await LocalServer(service: service, port: 0).run(onListening: { ports.continuation.yield($0) }) }
         var iterator = ports.stream.makeAsyncIterator()

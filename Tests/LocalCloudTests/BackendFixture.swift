@@ -290,7 +290,7 @@ struct AzureServeFixture: Sendable {
         let directory = local.directory
         let tenant = "00000000-0000-0000-0000-000000000001"
         let tokens = TokenAuthority(key: try TokenAuthority.signingKey(stateDirectory: directory), settings: .init())
-        let service = LocalServeService(cloud: local.cloud, settings: LocalServeSettings(pageSize: 2, throttle: .off, tenant: tenant), tokens: tokens)
+        let service = LocalServeService(cloud: local.cloud, settings: LocalServeSettings(pageSize: 2, throttle: .off, tenant: tenant, blobPageSize: 2), tokens: tokens)
         let tls = try SelfSignedCertificate.ensure(in: directory)
         let server = LocalServer(service: service, port: 0, tls: .init(certificatePath: tls.certificatePath, privateKeyPath: tls.privateKeyPath))
         let ports = AsyncStream<Int>.makeStream()

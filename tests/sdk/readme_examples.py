@@ -8,7 +8,9 @@ by the test server's; the curl token request is run the same way and its token u
 example's URL (with curl, since `az` is not installed here). Prints "N passed, N failed".
 """
 import json
+import os
 import re
+import shlex
 import ssl
 import subprocess
 import sys
@@ -63,6 +65,28 @@ if cli_block:
             check("the Azure CLI example's request lists the sample's lab", "DeveloperLab" in names, f"labs {names}")
         except Exception as error:  # noqa: BLE001 - any failure is a failed check
             check("the Azure CLI example's request lists the sample's lab", False, str(error))
+
+# The README's "Trying it with no Azure subscription": our own --backend azure against the server,
+# with the variables the block exports (the block's first line starts a server; the test has one).
+azure_block = re.search(r"### Trying it with no Azure subscription.*?```sh\n(.*?)```", text, re.S)
+check("the README has the --backend azure example", azure_block is not None)
+binary = os.environ.get("IMAGEFACTORY_BIN")
+if azure_block and binary:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEFACTORY_") and not k.startswith("AZURE_")}
+    commands = []
+    for line in localize(azure_block.group(1)).splitlines():
+        if line.startswith("export "):
+            for assignment in shlex.split(line[len("export "):]):
+                key, _, value = assignment.partition("=")
+                environment[key] = value
+        elif line.startswith("swift run imagefactory ") and "local serve" not in line:
+            commands.append(shlex.split(line)[3:])
+    check("the --backend azure example runs doctor and plan", [c[0] for c in commands] == ["doctor", "plan"], f"commands {commands}")
+    for arguments in commands:
+        result = subprocess.run([binary] + arguments, capture_output=True, text=True, timeout=300, env=environment)
+        expected = "All is well." if arguments[0] == "doctor" else "actions:"
+        check(f"`imagefactory {' '.join(arguments)}` from the README works against local serve",
+              result.returncode == 0 and expected in result.stdout, f"exit {result.returncode}; stdout {result.stdout[-600:]!r}; stderr {result.stderr[-600:]!r}")
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
