@@ -319,11 +319,24 @@ public struct Gallery: Codable, Sendable, Equatable {
     public var location: String
     public var description: String
     public var provisioningState: String
-    public init(id: GalleryID, location: String, description: String, provisioningState: String) {
+    public var tags: [String: String]
+    public init(id: GalleryID, location: String, description: String, provisioningState: String, tags: [String: String] = [:]) {
         self.id = id
         self.location = location
         self.description = description
         self.provisioningState = provisioningState
+        self.tags = tags
+    }
+
+    private enum CodingKeys: String, CodingKey { case id, location, description, provisioningState, tags }
+    /// Older records have no tags.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(GalleryID.self, forKey: .id)
+        location = try c.decode(String.self, forKey: .location)
+        description = try c.decode(String.self, forKey: .description)
+        provisioningState = try c.decode(String.self, forKey: .provisioningState)
+        tags = try c.decodeIfPresent([String: String].self, forKey: .tags) ?? [:]
     }
 }
 
@@ -336,8 +349,16 @@ public struct GalleryImageDefinition: Codable, Sendable, Equatable {
     public var offer: String
     public var sku: String
     public var provisioningState: String
+    public var tags: [String: String]
+    /// `V1` or `V2` (nil: Azure's default, V1).
+    public var hyperVGeneration: String?
+    public var recommendedVCPUs: Int?
+    public var recommendedMemoryGB: Int?
+    public var endOfLife: Date?
+    public var description: String?
     public init(id: GalleryImageDefinitionID, location: String, osType: OSType, osState: OSState, publisher: String, offer: String,
-                sku: String, provisioningState: String) {
+                sku: String, provisioningState: String, tags: [String: String] = [:], hyperVGeneration: String? = nil,
+                recommendedVCPUs: Int? = nil, recommendedMemoryGB: Int? = nil, endOfLife: Date? = nil, description: String? = nil) {
         self.id = id
         self.location = location
         self.osType = osType
@@ -346,15 +367,46 @@ public struct GalleryImageDefinition: Codable, Sendable, Equatable {
         self.offer = offer
         self.sku = sku
         self.provisioningState = provisioningState
+        self.tags = tags
+        self.hyperVGeneration = hyperVGeneration
+        self.recommendedVCPUs = recommendedVCPUs
+        self.recommendedMemoryGB = recommendedMemoryGB
+        self.endOfLife = endOfLife
+        self.description = description
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, location, osType, osState, publisher, offer, sku, provisioningState, tags, hyperVGeneration, recommendedVCPUs, recommendedMemoryGB, endOfLife, description
+    }
+    /// Older records have none of the optional fields, nor tags.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(GalleryImageDefinitionID.self, forKey: .id)
+        location = try c.decode(String.self, forKey: .location)
+        osType = try c.decode(OSType.self, forKey: .osType)
+        osState = try c.decode(OSState.self, forKey: .osState)
+        publisher = try c.decode(String.self, forKey: .publisher)
+        offer = try c.decode(String.self, forKey: .offer)
+        sku = try c.decode(String.self, forKey: .sku)
+        provisioningState = try c.decode(String.self, forKey: .provisioningState)
+        tags = try c.decodeIfPresent([String: String].self, forKey: .tags) ?? [:]
+        hyperVGeneration = try c.decodeIfPresent(String.self, forKey: .hyperVGeneration)
+        recommendedVCPUs = try c.decodeIfPresent(Int.self, forKey: .recommendedVCPUs)
+        recommendedMemoryGB = try c.decodeIfPresent(Int.self, forKey: .recommendedMemoryGB)
+        endOfLife = try c.decodeIfPresent(Date.self, forKey: .endOfLife)
+        description = try c.decodeIfPresent(String.self, forKey: .description)
     }
 }
 
-public struct TargetRegion: Codable, Sendable, Equatable {
+public struct TargetRegion: Codable, Sendable, Equatable, Hashable {
     public var name: String
     public var regionalReplicaCount: Int
-    public init(name: String, regionalReplicaCount: Int = 1) {
+    /// `Standard_LRS`, `Standard_ZRS` or `Premium_LRS` (nil: Azure's default).
+    public var storageAccountType: String?
+    public init(name: String, regionalReplicaCount: Int = 1, storageAccountType: String? = nil) {
         self.name = name
         self.regionalReplicaCount = regionalReplicaCount
+        self.storageAccountType = storageAccountType
     }
 }
 
@@ -376,12 +428,18 @@ public struct GalleryImageVersionRequest: Codable, Sendable, Equatable {
     public var sourceVHD: BlobID
     public var targetRegions: [TargetRegion]
     public var tags: [String: String]
-    public init(id: GalleryImageVersionID, location: String, sourceVHD: BlobID, targetRegions: [TargetRegion], tags: [String: String]) {
+    /// Kept out of "latest": a VM asking for the definition's latest version does not get it.
+    public var excludeFromLatest: Bool
+    public var endOfLife: Date?
+    public init(id: GalleryImageVersionID, location: String, sourceVHD: BlobID, targetRegions: [TargetRegion], tags: [String: String],
+                excludeFromLatest: Bool = false, endOfLife: Date? = nil) {
         self.id = id
         self.location = location
         self.sourceVHD = sourceVHD
         self.targetRegions = targetRegions
         self.tags = tags
+        self.excludeFromLatest = excludeFromLatest
+        self.endOfLife = endOfLife
     }
 }
 
@@ -396,8 +454,11 @@ public struct GalleryImageVersion: Codable, Sendable, Equatable {
     public var replication: [RegionReplication]
     public var createdAt: Date
     public var retryAfter: Double?
+    public var excludeFromLatest: Bool
+    public var endOfLife: Date?
     public init(id: GalleryImageVersionID, location: String, provisioningState: String, tags: [String: String], targetRegions: [TargetRegion],
-                aggregatedReplicationState: String, replication: [RegionReplication], createdAt: Date, retryAfter: Double? = nil) {
+                aggregatedReplicationState: String, replication: [RegionReplication], createdAt: Date, retryAfter: Double? = nil,
+                excludeFromLatest: Bool = false, endOfLife: Date? = nil) {
         self.id = id
         self.location = location
         self.provisioningState = provisioningState
@@ -407,7 +468,18 @@ public struct GalleryImageVersion: Codable, Sendable, Equatable {
         self.replication = replication
         self.createdAt = createdAt
         self.retryAfter = retryAfter
+        self.excludeFromLatest = excludeFromLatest
+        self.endOfLife = endOfLife
     }
+
+    /// Every target region's replica is complete: only then is a version published.
+    public var isFullyReplicated: Bool {
+        aggregatedReplicationState.lowercased() == "completed"
+            && targetRegions.allSatisfy { region in replication.contains { Location.normalize($0.region) == Location.normalize(region.name) && $0.state.lowercased() == "completed" } }
+    }
+
+    /// Regions whose replication failed (each retried alone by updating the version's target regions).
+    public var failedRegions: [String] { replication.filter { $0.state.lowercased() == "failed" }.map(\.region) }
 }
 
 // MARK: Long-running operations and errors
@@ -560,14 +632,26 @@ public protocol DeploymentHistory: Sendable {
 
 /// Azure Compute Gallery: galleries, image definitions and versions.
 public protocol ComputeGalleries: Sendable {
-    func createGallery(_ id: GalleryID, location: String, description: String) async throws -> OperationHandle
+    func createGallery(_ id: GalleryID, location: String, description: String, tags: [String: String]) async throws -> OperationHandle
     func getGallery(_ id: GalleryID) async throws -> Gallery
     func createImageDefinition(_ definition: GalleryImageDefinition) async throws -> OperationHandle
     func getImageDefinition(_ id: GalleryImageDefinitionID) async throws -> GalleryImageDefinition
+    func listImageDefinitions(_ gallery: GalleryID) async throws -> [GalleryImageDefinition]
+    /// Deletes an empty definition (409 while it holds versions).
+    func deleteImageDefinition(_ id: GalleryImageDefinitionID) async throws -> OperationHandle
     func createImageVersion(_ request: GalleryImageVersionRequest) async throws -> OperationHandle
     func getImageVersion(_ id: GalleryImageVersionID) async throws -> GalleryImageVersion
     func listImageVersions(_ definition: GalleryImageDefinitionID) async throws -> [GalleryImageVersion]
     func deleteImageVersion(_ id: GalleryImageVersionID) async throws -> OperationHandle
+    /// Changes a version's target regions (a failed region is replicated again; a removed one is
+    /// dropped) and/or its exclude-from-latest flag (PATCH); nil leaves a property as it is.
+    func updateImageVersion(_ id: GalleryImageVersionID, targetRegions: [TargetRegion]?, excludeFromLatest: Bool?) async throws -> OperationHandle
+}
+
+extension ComputeGalleries {
+    public func createGallery(_ id: GalleryID, location: String, description: String) async throws -> OperationHandle {
+        try await createGallery(id, location: location, description: description, tags: [:])
+    }
 }
 
 /// Polling of accepted long-running operations.
