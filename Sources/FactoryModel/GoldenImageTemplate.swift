@@ -141,10 +141,17 @@ public struct GoldenImageTemplate: Codable, Sendable, Equatable {
     public var vmSize: String?
     /// The template text, deployed as is with the factory's parameters.
     public var templateJSON: Data
+    /// What `metadata.imageFactory` says about the template's gallery image definition (nil: nothing,
+    /// every value derived; see `GalleryTarget.definition(for:)`).
+    public var galleryImage: GalleryImageMetadata?
+    /// Data disks the lab VM asks for in `properties.dataDiskParameters`: their count, 1 when that is
+    /// an ARM expression (at least one assumed), nil when none. Azure Lab Services takes single-disk
+    /// images only, so a Lab Services gallery warns about these templates.
+    public var requestedDataDisks: Int?
 
     public init(path: String, blobSha: String, osType: OSType, osState: OSState, vmName: String, imageName: String,
                 description: String, galleryImageReference: GalleryImageReference?, artifacts: [ArtifactReference],
-                vmSize: String? = nil, templateJSON: Data) {
+                vmSize: String? = nil, templateJSON: Data, galleryImage: GalleryImageMetadata? = nil, requestedDataDisks: Int? = nil) {
         self.path = path
         self.blobSha = blobSha
         self.osType = osType
@@ -156,6 +163,8 @@ public struct GoldenImageTemplate: Codable, Sendable, Equatable {
         self.artifacts = artifacts
         self.vmSize = vmSize
         self.templateJSON = templateJSON
+        self.galleryImage = galleryImage
+        self.requestedDataDisks = requestedDataDisks
     }
 
     /// The artifacts the factory VM gets: the template's, plus the generalize artifact
@@ -178,6 +187,8 @@ struct ParsedTemplate {
     var galleryImageReference: GalleryImageReference?
     var artifacts: [ArtifactReference]
     var vmSize: String?
+    var galleryImage: GalleryImageMetadata?
+    var requestedDataDisks: Int?
 }
 
 /// Reads the parts of an ARM template the factory needs and reports what is wrong with it.
@@ -260,6 +271,7 @@ enum TemplateParser {
         }
         var osState: OSState?
         var explicitName: String?
+        var galleryImage: GalleryImageMetadata?
         if let metadata = JSONText.value(root, "metadata") as? [String: Any],
            let factory = JSONText.value(metadata, "imageFactory") as? [String: Any] {
             if let raw = JSONText.value(factory, "osState") {
@@ -276,12 +288,15 @@ enum TemplateParser {
                                               line: lines.locate("\"vmName\"")?.line))
                 }
             }
+            galleryImage = galleryImageMetadata(factory, file: file, lines: lines, diagnostics: &diagnostics)
         }
         let notes = (JSONText.value(properties, "notes") as? String) ?? ""
         var size = JSONText.value(properties, "size") as? String
         if let s = size, s.hasPrefix("[") { size = nil }
-        let parsed = ParsedTemplate(osType: osType, osState: osState, explicitVMName: explicitName, description: notes,
+        var parsed = ParsedTemplate(osType: osType, osState: osState, explicitVMName: explicitName, description: notes,
                                     galleryImageReference: reference, artifacts: artifacts, vmSize: size)
+        parsed.galleryImage = galleryImage
+        parsed.requestedDataDisks = requestedDataDisks(properties)
         return (diagnostics.hasErrors ? nil : parsed, diagnostics)
     }
 
