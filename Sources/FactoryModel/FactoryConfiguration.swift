@@ -59,6 +59,8 @@ public struct FactoryConfiguration: Sendable {
     public var configDirectory: String
     public var settings: FactorySettings
     public var labs: [TargetLab]
+    /// The Azure Compute Galleries of Labs.json's optional `Galleries` array (empty without one).
+    public var galleries: [GalleryTarget] = []
 
     /// Labs.json entries whose names Azure would refuse, as errors with their lines: `plan`, `run`
     /// and every command that plans refuse to go on (exit 2) before anything is read or written.
@@ -136,10 +138,15 @@ public enum ConfigurationLoader {
 
         // Labs.json.
         var labs: [TargetLab] = []
+        var galleries: [GalleryTarget] = []
         var used = [Bool](repeating: false, count: index.templatePaths.count)  // by index.templatePaths
         if let file = snapshot.files.first(where: { $0.path.lowercased() == labsFile.lowercased() }) {
             if let json = parseJSON(file, display: labsPath, into: &diagnostics) {
                 labs = parseLabs(json.object, lines: json.lines, file: labsPath, index: index, used: &used, diagnostics: &diagnostics)
+                galleries = parseGalleries(json.object, lines: json.lines, file: labsPath, index: index, settings: settings,
+                                           used: &used, diagnostics: &diagnostics)
+                validateGalleryDefinitions(galleries, templates: templates, file: labsPath,
+                                           templateDisplay: { snapshot.displayPath(prefix + $0) }, diagnostics: &diagnostics)
             }
         } else {
             diagnostics.append(.error("\(labsPath) was not found\(snapshot.commit.map { " at commit \($0.prefix(12))" } ?? "").",
@@ -160,12 +167,12 @@ public enum ConfigurationLoader {
                                       file: labsPath, line: lab.line, hint: "Remove it from Labs.json, or choose another factory lab."))
         }
 
-        // Templates no lab uses.
+        // Templates no lab (or gallery) uses.
         let usedPaths = Set(zip(index.templatePaths, used).lazy.filter { $0.1 }.map { $0.0 })
         for template in templates where !usedPaths.contains(template.path) {
-            diagnostics.append(.warning("Template \(template.path) is not used by any lab in Labs.json.",
+            diagnostics.append(.warning("Template \(template.path) is not used by any lab\(galleries.isEmpty ? "" : " or gallery") in Labs.json.",
                                         file: snapshot.displayPath(prefix + template.path),
-                                        hint: "Add its path (or a folder above it) to a lab's ImagePaths, or delete it."))
+                                        hint: "Add its path (or a folder above it) to a lab's\(galleries.isEmpty ? "" : " or gallery's") ImagePaths, or delete it."))
         }
         if templateFiles.isEmpty {
             diagnostics.append(.error("No golden image templates were found under \(snapshot.displayPath(goldenImagesFolder))/.",
@@ -173,7 +180,7 @@ public enum ConfigurationLoader {
                                       hint: "Put one ARM template (*.json) per golden image in that folder or its sub-folders."))
         }
         var configuration = FactoryConfiguration(commit: snapshot.commit, configDirectory: snapshot.configDirectory, settings: settings,
-                                                 labs: labs, templates: templates, diagnostics: diagnostics)
+                                                 labs: labs, galleries: galleries, templates: templates, diagnostics: diagnostics)
         configuration.digest = StableHash.sha256(snapshot.files.map { "\($0.path) \($0.blobSha)" }.sorted().joined(separator: "\n"))
         return configuration
     }
@@ -235,7 +242,7 @@ public enum ConfigurationLoader {
                 path: path, blobSha: file.blobSha, osType: t.osType, osState: t.osState ?? settings.defaultOsState,
                 vmName: t.explicitVMName ?? derived[path] ?? Naming.baseVMName(forTemplate: path), imageName: imageName,
                 description: t.description, galleryImageReference: t.galleryImageReference, artifacts: t.artifacts,
-                vmSize: t.vmSize, templateJSON: file.data))
+                vmSize: t.vmSize, templateJSON: file.data, galleryImage: t.galleryImage, requestedDataDisks: t.requestedDataDisks))
         }
         return result
     }
@@ -255,7 +262,8 @@ public enum ConfigurationLoader {
         }
         var labs: [TargetLab] = []
         var seen: [String: Int] = [:]  // key -> line
-        var cursor = 0
+        // Values are looked for after the "Labs" key, so a Galleries array written first never matches.
+        var cursor = root.keys.first { $0.lowercased() == "labs" }.flatMap { lines.locate("\"\($0)\"")?.end } ?? 0
         // The entry that last picked each template (by index.templatePaths): merges a lab's
         // ImagePaths without hashing path strings, which matters with thousands of labs.
         var pickedBy = [Int](repeating: -1, count: index.templatePaths.count)
@@ -359,7 +367,7 @@ public enum ConfigurationLoader {
         return labs
     }
 
-    private static func jsonEscaped(_ s: String) -> String {
+    static func jsonEscaped(_ s: String) -> String {
         guard s.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) else { return s }
         return s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
@@ -381,14 +389,34 @@ public struct ConfigurationReport: Codable, Sendable {
         public var vmName: String
         public var imageName: String
     }
+    /// A `Galleries` entry with the definition each of its templates maps to.
+    public struct Gallery: Codable, Sendable {
+        public var subscriptionId: String
+        public var resourceGroup: String
+        public var galleryName: String
+        public var location: String
+        public var images: [String]
+        /// Template path -> image definition name.
+        public var definitions: [String: String]
+    }
     public var commit: String?
     public var labs: [Lab]
+    /// Absent (not empty) without a `Galleries` array, so older consumers see the same document.
+    public var galleries: [Gallery]?
     public var templates: [Template]
     public var diagnostics: [Diagnostic]
 
     public init(_ configuration: FactoryConfiguration) {
         commit = configuration.commit
         labs = configuration.labs.map { Lab(subscriptionId: $0.subscriptionId, resourceGroup: $0.resourceGroup, labName: $0.labName, images: $0.images) }
+        galleries = configuration.galleries.isEmpty ? nil : configuration.galleries.map { gallery in
+            var definitions: [String: String] = [:]
+            for path in gallery.images {
+                if let template = configuration.template(at: path) { definitions[path] = gallery.definition(for: template).name }
+            }
+            return Gallery(subscriptionId: gallery.subscriptionId, resourceGroup: gallery.resourceGroup, galleryName: gallery.galleryName,
+                           location: gallery.location, images: gallery.images, definitions: definitions)
+        }
         templates = configuration.templates.map {
             Template(path: $0.path, blobSha: $0.blobSha, osType: $0.osType, osState: $0.osState, vmName: $0.vmName, imageName: $0.imageName)
         }
