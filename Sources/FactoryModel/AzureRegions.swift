@@ -30,6 +30,21 @@ public enum AzureRegions {
     static let chinaRegions = ["chinanorth", "chinanorth2", "chinanorth3", "chinaeast", "chinaeast2", "chinaeast3"]
     static let governmentRegions = ["usgovvirginia", "usgovtexas", "usgovarizona", "usdodcentral", "usdodeast"]
 
+    /// The separate Azure clouds: a gallery version replicates only to regions of its own cloud.
+    public enum Cloud: String, Sendable {
+        case publicCloud = "Azure public cloud"
+        case china = "Azure China"
+        case government = "Azure US Government"
+    }
+
+    /// The cloud a known region belongs to; nil for an unknown name.
+    public static func cloud(of name: String) -> Cloud? {
+        let normalized = Location.normalize(name)
+        if chinaRegions.contains(normalized) { return .china }
+        if governmentRegions.contains(normalized) { return .government }
+        return publicRegions.contains(normalized) ? .publicCloud : nil
+    }
+
     /// Whether `name` (any case, spaces allowed: `West Europe`) is a known Azure region.
     public static func isKnown(_ name: String) -> Bool { names.contains(Location.normalize(name)) }
 

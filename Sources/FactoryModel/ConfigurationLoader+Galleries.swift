@@ -158,6 +158,11 @@ extension ConfigurationLoader {
                               hint: "Keep one entry per region; Azure refuses a region listed twice.")
                         continue
                     }
+                    if let home = AzureRegions.cloud(of: galleryLocation), let there = AzureRegions.cloud(of: normalized), home != there {
+                        error("TargetRegions[\(j)] \(normalized) is in \(there.rawValue), but the gallery (\(galleryLocation)) is in \(home.rawValue); versions cannot replicate between clouds.",
+                              line: regionLine, hint: "Use a separate gallery (and factory) in that cloud.")
+                        continue
+                    }
                     regionLines[normalized] = regionLine ?? 0
                     targetRegions.append(GalleryRegion(name: normalized, replicaCount: replicas, storageAccountType: storageType))
                 }

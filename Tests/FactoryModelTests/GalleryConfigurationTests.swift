@@ -367,6 +367,21 @@ struct GalleryConfigurationTests {
         #expect(config.diagnostics.errors.count == 4)
     }
 
+    @Test("a target region in another cloud (China, US Government) is an error: versions do not replicate between clouds")
+    func crossCloud() throws {
+        let text = GalleryFixture.labs(galleries: [GalleryFixture.gallery(extra: [
+            "\"Location\": \"westeurope\"", "\"TargetRegions\": [\"northeurope\", \"chinanorth3\", \"usgovvirginia\"]",
+        ])])
+        let config = try GalleryFixture.configuration(text)
+        let china = try #require(config.diagnostics(containing: "TargetRegions[1] chinanorth3 is in Azure China").first)
+        #expect(china.message.hasSuffix("but the gallery (westeurope) is in Azure public cloud; versions cannot replicate between clouds."))
+        #expect(config.diagnostics(containing: "TargetRegions[2] usgovvirginia is in Azure US Government").count == 1)
+        #expect(config.diagnostics.errors.count == 2)
+        #expect(config.galleries.first?.targetRegions.map(\.name) == ["northeurope"])
+        #expect(AzureRegions.cloud(of: "China East 2") == .china)
+        #expect(AzureRegions.cloud(of: "nowhere") == nil)
+    }
+
     @Test("the embedded region list knows public, China and US Government regions in any spelling")
     func regionList() {
         for region in ["westeurope", "West Europe", "EASTUS2", "newzealandnorth", "mexicocentral", "chinanorth3", "usgovvirginia", "italynorth"] {
