@@ -24,6 +24,11 @@ struct ActionHandlers: Sendable {
         case .pruneDeployments(let spec): try await pruneDeployments(spec)
         case .retireRecord(let spec): try await retireRecord(spec)
         case .retireImage(let spec): try await retireImage(spec)
+        case .ensureGallery(let spec): try await ensureGallery(spec)
+        case .ensureImageDefinition(let spec): try await ensureImageDefinition(spec)
+        case .publishVersion(let spec): try await publishVersion(spec)
+        case .retireVersion(let spec): try await retireVersion(spec)
+        case .deleteImageDefinition(let id): try await deleteImageDefinition(id)
         }
     }
 

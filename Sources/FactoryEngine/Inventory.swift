@@ -24,6 +24,38 @@ public struct LabInventory: Codable, Sendable, Equatable {
     }
 }
 
+/// What one configured gallery holds, as observed: its definitions and their versions (each
+/// version of the factory's with its per-region replication).
+public struct GalleryInventory: Codable, Sendable, Equatable {
+    /// The Galleries entry's key (`GalleryTarget.key`).
+    public var key: String
+    /// Nil when the gallery does not exist yet.
+    public var gallery: Gallery?
+    /// Why the gallery could not be read (no access).
+    public var problem: String?
+    public var definitions: [Definition]
+
+    public struct Definition: Codable, Sendable, Equatable {
+        public var definition: GalleryImageDefinition
+        public var versions: [GalleryImageVersion]
+        public init(definition: GalleryImageDefinition, versions: [GalleryImageVersion]) {
+            self.definition = definition
+            self.versions = versions
+        }
+    }
+
+    public init(key: String, gallery: Gallery?, problem: String? = nil, definitions: [Definition] = []) {
+        self.key = key
+        self.gallery = gallery
+        self.problem = problem
+        self.definitions = definitions
+    }
+
+    public func definition(named name: String) -> Definition? {
+        definitions.first { $0.definition.id.name.lowercased() == name.lowercased() }
+    }
+}
+
 /// The observed state of the factory and every target lab: the planner's second input.
 public struct Inventory: Codable, Sendable, Equatable {
     public var factory: Lab
@@ -44,6 +76,10 @@ public struct Inventory: Codable, Sendable, Equatable {
     public var previousTargets: [LabID] = []
     /// Keys of previous targets that no longer exist (404): nothing left to remember.
     public var goneTargets: Set<String> = []
+    /// Every gallery of the configuration.
+    public var galleries: [GalleryInventory] = []
+
+    public func gallery(_ key: String) -> GalleryInventory? { galleries.first { $0.key == key } }
 
     public init(factory: Lab, factoryVMs: [LabVirtualMachine], factoryImages: [CustomImage], records: [VhdRecord], factoryBlobs: [BlobProperties],
                 labs: [LabInventory], deployments: [Deployment], problems: [Diagnostic]) {
@@ -85,6 +121,16 @@ public struct Inventory: Codable, Sendable, Equatable {
             lines.append("removed \(lab.key)")
             for image in lab.images.sorted(by: { $0.id.name < $1.id.name }) {
                 lines.append("  image \(image.id.name.lowercased()) \(image.provisioningState) \(canonical(image.tags))")
+            }
+        }
+        for gallery in galleries.sorted(by: { $0.key < $1.key }) {
+            lines.append("gallery \(gallery.key) \(gallery.gallery?.provisioningState ?? "-") \(gallery.problem ?? "")")
+            for d in gallery.definitions.sorted(by: { $0.definition.id.name < $1.definition.id.name }) {
+                lines.append("  definition \(d.definition.id.name.lowercased()) \(d.definition.osType) \(d.definition.osState) \(canonical(d.definition.tags))")
+                for v in d.versions.sorted(by: { $0.id.version < $1.id.version }) {
+                    let regions = v.replication.map { "\($0.region):\($0.state)" }.sorted().joined(separator: ",")
+                    lines.append("    version \(v.id.version) \(v.provisioningState) \(v.excludeFromLatest) \(regions) \(v.targetRegions.map(\.name).sorted()) \(canonical(v.tags))")
+                }
             }
         }
         lines.append("deployments \(deployments.count)")

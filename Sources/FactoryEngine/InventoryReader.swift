@@ -84,7 +84,45 @@ public struct InventoryReader: Sendable {
         let previous = try await previousTargets(container: container)
         inventory.previousTargets = previous
         (inventory.removedLabs, inventory.goneTargets) = try await removedLabs(previous, configuration: configuration, current: labInventories)
+        inventory.galleries = try await galleries(configuration)
         return inventory
+    }
+
+    /// Each configured gallery: its definitions and their versions. A version of the factory's that
+    /// is not settled is read again with its replication status (lists carry none).
+    private func galleries(_ configuration: FactoryConfiguration) async throws -> [GalleryInventory] {
+        let backend = client.backend
+        let client = self.client
+        return try await BoundedConcurrency.map(configuration.galleries, limit: concurrency) { target in
+            let id = target.id
+            let gallery: Gallery
+            do {
+                gallery = try await client.call { try await backend.getGallery(id) }
+            } catch let error as CloudError where error.isNotFound {
+                return GalleryInventory(key: target.key, gallery: nil)
+            } catch let error as CloudError where error.status == 403 {
+                return GalleryInventory(key: target.key, gallery: nil, problem: "Gallery \(target.galleryName) cannot be read: \(error.message)")
+            }
+            let definitions = try await client.call { try await backend.listImageDefinitions(id) }
+            var result: [GalleryInventory.Definition] = []
+            for definition in definitions {
+                let listed = try await client.call { try await backend.listImageVersions(definition.id) }
+                // The newest of the factory's versions is the one a run may still have to see replicated.
+                let newest = listed.filter { $0.tags[FactoryTag.imagePath] != nil }.max { VersionNumber($0.id.version) < VersionNumber($1.id.version) }
+                var versions: [GalleryImageVersion] = []
+                for version in listed {
+                    let unsettled = version.provisioningState != "Succeeded" || (version.id == newest?.id && version.replication.isEmpty)
+                    if version.tags[FactoryTag.imagePath] != nil && unsettled {
+                        let versionID = version.id
+                        versions.append((try? await client.call { try await backend.getImageVersion(versionID) }) ?? version)
+                    } else {
+                        versions.append(version)
+                    }
+                }
+                result.append(GalleryInventory.Definition(definition: definition, versions: versions))
+            }
+            return GalleryInventory(key: target.key, gallery: gallery, definitions: result)
+        }
     }
 
     /// The labs of the last run's targets record.

@@ -390,9 +390,22 @@ public enum FactoryPlanner {
             }
         }
 
+        // Galleries: each publishes the image every subscribed path has at the end of the run.
+        var sources: [String: GalleryImageSource] = [:]
+        for (path, newest) in latest {
+            let record = newest.captureAction == nil ? recordsByPath[path]?.first { $0.imageName == newest.imageName } : nil
+            sources[path] = GalleryImageSource(record: record, captureAction: newest.captureAction, vhd: newest.source,
+                                               recordBlob: BlobID(container: factoryContainer, name: newest.imageName + ".json"), tags: newest.tags)
+        }
+        let galleries = GalleryPlanner.plan(configuration, inventory: inventory, sources: sources)
+        actions += galleries.actions
+        diagnostics += galleries.diagnostics
+
         let deletions = actions.reduce(0) { $0 + ($1.deletesImage ? 1 : 0) }
+        let versionDeletions = actions.reduce(0) { $0 + ($1.kind == .retireVersion && $1.deletesImage ? 1 : 0) }
         if deletions > settings.maxDeletions {
-            diagnostics.append(.error("This run would delete \(deletions) images, more than --max-deletions \(settings.maxDeletions): no image will be deleted.",
+            let what = versionDeletions == 0 ? "\(deletions) images" : "\(deletions - versionDeletions) images and \(versionDeletions) gallery versions (\(deletions))"
+            diagnostics.append(.error("This run would delete \(what), more than --max-deletions \(settings.maxDeletions): no image will be deleted.",
                                       hint: "Check Labs.json and the templates (a removed folder retires every image under it); if the deletions are intended, raise --max-deletions."))
         }
         var plan = Plan(commit: configuration.commit, inventoryFingerprint: inventory.fingerprint, createdAt: options.now,

@@ -93,3 +93,11 @@ public enum GalleryVersioning {
         return calendar
     }()
 }
+
+/// A gallery version number as a comparable value (numeric order, see `GalleryVersioning.compare`).
+public struct VersionNumber: Comparable, Sendable {
+    public let text: String
+    public init(_ text: String) { self.text = text }
+    public static func < (a: VersionNumber, b: VersionNumber) -> Bool { GalleryVersioning.compare(a.text, b.text) == .orderedAscending }
+    public static func == (a: VersionNumber, b: VersionNumber) -> Bool { GalleryVersioning.compare(a.text, b.text) == .orderedSame }
+}

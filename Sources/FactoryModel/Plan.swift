@@ -31,6 +31,16 @@ public enum ActionKind: String, Codable, Sendable, CaseIterable {
     case retireRecord
     /// Delete a custom image from a lab.
     case retireImage
+    /// Create a gallery the configuration names (stage distribute).
+    case ensureGallery
+    /// Create an image definition a gallery lacks for a template (stage distribute).
+    case ensureImageDefinition
+    /// Publish an image version to a gallery and wait for every region's replica (stage distribute).
+    case publishVersion
+    /// Delete a gallery version the gallery no longer keeps, or mark it exclude-from-latest first (stage retire).
+    case retireVersion
+    /// Delete an empty image definition the factory made (stage retire).
+    case deleteImageDefinition
 }
 
 /// Deploy a factory VM: the template as the commit holds it and every parameter but the VM's
@@ -183,6 +193,83 @@ public struct ImageRetirementSpec: Codable, Sendable, Equatable {
 }
 
 /// What an action does, fully resolved: the executor needs nothing but this, a backend and a clock.
+/// Create a gallery (tagged as the factory's).
+public struct GallerySpec: Codable, Sendable, Equatable {
+    public var gallery: GalleryID
+    public var location: String
+    public var description: String
+    public var tags: [String: String]
+    public init(gallery: GalleryID, location: String, description: String, tags: [String: String]) {
+        self.gallery = gallery
+        self.location = location
+        self.description = description
+        self.tags = tags
+    }
+}
+
+/// Create an image definition, resolved in full from the gallery's settings and the template.
+public struct GalleryDefinitionSpec: Codable, Sendable, Equatable {
+    public var definition: GalleryImageDefinition
+    public var imagePath: String
+    public init(definition: GalleryImageDefinition, imagePath: String) {
+        self.definition = definition
+        self.imagePath = imagePath
+    }
+}
+
+/// Publish one VHD record as one gallery version and see every region's replica complete.
+public struct GalleryPublishSpec: Codable, Sendable, Equatable {
+    public var definition: GalleryImageDefinitionID
+    public var imagePath: String
+    /// `Major.Minor.Patch` from the record's capture time; nil when the record is made in this run
+    /// (the executor reads it from `record`).
+    public var version: String?
+    /// The VHD record: the version number comes from it.
+    public var record: BlobID
+    /// The VHD in the factory's storage.
+    public var source: BlobID
+    /// The gallery's region: the version's location and its source region.
+    public var location: String
+    /// Every region to replicate to, the source region first when it had to be added.
+    public var targetRegions: [TargetRegion]
+    public var tags: [String: String]
+    public var excludeFromLatest: Bool
+    /// A fixed end of life (the template's), else `endOfLifeDays` after publishing.
+    public var endOfLife: Date?
+    public var endOfLifeDays: Int?
+    /// The capture in this plan that makes the record, when it is made in this run.
+    public var capture: String?
+
+    public init(definition: GalleryImageDefinitionID, imagePath: String, version: String?, record: BlobID, source: BlobID, location: String,
+                targetRegions: [TargetRegion], tags: [String: String], excludeFromLatest: Bool, endOfLife: Date?, endOfLifeDays: Int?, capture: String?) {
+        self.definition = definition
+        self.imagePath = imagePath
+        self.version = version
+        self.record = record
+        self.source = source
+        self.location = location
+        self.targetRegions = targetRegions
+        self.tags = tags
+        self.excludeFromLatest = excludeFromLatest
+        self.endOfLife = endOfLife
+        self.endOfLifeDays = endOfLifeDays
+        self.capture = capture
+    }
+}
+
+/// Retire a gallery version: delete it, or first only mark it exclude-from-latest.
+public struct GalleryVersionRetirementSpec: Codable, Sendable, Equatable {
+    public var version: GalleryImageVersionID
+    public var imagePath: String?
+    /// Mark exclude-from-latest now, delete a run later (`RetireMode: ExcludeFromLatest`).
+    public var markOnly: Bool
+    public init(version: GalleryImageVersionID, imagePath: String?, markOnly: Bool) {
+        self.version = version
+        self.imagePath = imagePath
+        self.markOnly = markOnly
+    }
+}
+
 public enum PlanOperation: Sendable, Equatable {
     case buildVM(BuildVMSpec)
     case replaceStaleVM(FactoryVMSpec)
@@ -195,6 +282,11 @@ public enum PlanOperation: Sendable, Equatable {
     case pruneDeployments(DeploymentPruneSpec)
     case retireRecord(RecordRetirementSpec)
     case retireImage(ImageRetirementSpec)
+    case ensureGallery(GallerySpec)
+    case ensureImageDefinition(GalleryDefinitionSpec)
+    case publishVersion(GalleryPublishSpec)
+    case retireVersion(GalleryVersionRetirementSpec)
+    case deleteImageDefinition(GalleryImageDefinitionID)
 
     public var kind: ActionKind {
         switch self {
@@ -209,6 +301,11 @@ public enum PlanOperation: Sendable, Equatable {
         case .pruneDeployments: .pruneDeployments
         case .retireRecord: .retireRecord
         case .retireImage: .retireImage
+        case .ensureGallery: .ensureGallery
+        case .ensureImageDefinition: .ensureImageDefinition
+        case .publishVersion: .publishVersion
+        case .retireVersion: .retireVersion
+        case .deleteImageDefinition: .deleteImageDefinition
         }
     }
 }
@@ -249,10 +346,24 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
         case .distributeImage(let s), .repairImage(let s): s.image.lab
         case .retireImage(let s): s.image.lab
         case .deleteTemporaryBlob, .deleteTemporaryContainer, .pruneDeployments, .retireRecord: labHint
+        case .ensureGallery, .ensureImageDefinition, .publishVersion, .retireVersion, .deleteImageDefinition: nil
         }
     }
 
-    public var lab: String? { labID?.name }
+    /// The gallery a gallery action works in.
+    public var galleryID: GalleryID? {
+        switch operation {
+        case .ensureGallery(let s): s.gallery
+        case .ensureImageDefinition(let s): s.definition.id.gallery
+        case .publishVersion(let s): s.definition.gallery
+        case .retireVersion(let s): s.version.definition.gallery
+        case .deleteImageDefinition(let id): id.gallery
+        default: nil
+        }
+    }
+
+    /// Where the action works, for grouping and reports: a lab's name, or `gallery NAME`.
+    public var lab: String? { labID?.name ?? galleryID.map { "gallery \($0.name)" } }
 
     public var imagePath: String? {
         switch operation {
@@ -262,7 +373,10 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
         case .distributeImage(let s), .repairImage(let s): s.imagePath
         case .retireRecord(let s): s.imagePath
         case .retireImage(let s): s.imagePath
-        case .deleteTemporaryBlob, .deleteTemporaryContainer, .pruneDeployments: nil
+        case .ensureImageDefinition(let s): s.imagePath
+        case .publishVersion(let s): s.imagePath
+        case .retireVersion(let s): s.imagePath
+        case .deleteTemporaryBlob, .deleteTemporaryContainer, .pruneDeployments, .ensureGallery, .deleteImageDefinition: nil
         }
     }
 
@@ -294,6 +408,11 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
         case .retireRecord(let s): s.vhd.description
         case .captureImage(let s): s.vhd.description
         case .pruneDeployments(let s): s.names.joined(separator: ", ")
+        case .ensureGallery(let s): s.gallery.name
+        case .ensureImageDefinition(let s): "\(s.definition.id.gallery.name)/\(s.definition.id.name)"
+        case .publishVersion(let s): "\(s.definition.gallery.name)/\(s.definition.name)/\(s.version ?? "(version from the capture)")"
+        case .retireVersion(let s): "\(s.version.definition.gallery.name)/\(s.version.definition.name)/\(s.version.version)"
+        case .deleteImageDefinition(let id): "\(id.gallery.name)/\(id.name)"
         default: nil
         }
     }
@@ -307,7 +426,10 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
     }
 
     /// Whether the action deletes an image (counted against --max-deletions).
-    public var deletesImage: Bool { kind == .retireRecord || kind == .retireImage }
+    public var deletesImage: Bool {
+        if case .retireVersion(let s) = operation { return !s.markOnly }
+        return kind == .retireRecord || kind == .retireImage
+    }
 }
 
 extension PlanAction: Codable {
@@ -333,6 +455,11 @@ extension PlanAction: Codable {
         case .pruneDeployments: operation = .pruneDeployments(try c.decode(DeploymentPruneSpec.self, forKey: .spec))
         case .retireRecord: operation = .retireRecord(try c.decode(RecordRetirementSpec.self, forKey: .spec))
         case .retireImage: operation = .retireImage(try c.decode(ImageRetirementSpec.self, forKey: .spec))
+        case .ensureGallery: operation = .ensureGallery(try c.decode(GallerySpec.self, forKey: .spec))
+        case .ensureImageDefinition: operation = .ensureImageDefinition(try c.decode(GalleryDefinitionSpec.self, forKey: .spec))
+        case .publishVersion: operation = .publishVersion(try c.decode(GalleryPublishSpec.self, forKey: .spec))
+        case .retireVersion: operation = .retireVersion(try c.decode(GalleryVersionRetirementSpec.self, forKey: .spec))
+        case .deleteImageDefinition: operation = .deleteImageDefinition(try c.decode(GalleryImageDefinitionID.self, forKey: .spec))
         }
     }
 
@@ -355,6 +482,11 @@ extension PlanAction: Codable {
         case .pruneDeployments(let s): try c.encode(s, forKey: .spec)
         case .retireRecord(let s): try c.encode(s, forKey: .spec)
         case .retireImage(let s): try c.encode(s, forKey: .spec)
+        case .ensureGallery(let s): try c.encode(s, forKey: .spec)
+        case .ensureImageDefinition(let s): try c.encode(s, forKey: .spec)
+        case .publishVersion(let s): try c.encode(s, forKey: .spec)
+        case .retireVersion(let s): try c.encode(s, forKey: .spec)
+        case .deleteImageDefinition(let s): try c.encode(s, forKey: .spec)
         }
     }
 }
@@ -540,6 +672,10 @@ public enum FactoryTag {
     public static let templateSha = "ImageFactoryTemplateSha"
     public static let runID = "ImageFactoryRunId"
     public static let imageName = "ImageFactoryImageName"
+    /// On galleries and image definitions the factory made (only those it may delete when empty).
+    public static let managedBy = "ImageFactoryManaged"
+    /// On gallery versions: the VHD record a version was published from.
+    public static let record = "ImageFactoryRecord"
 }
 
 /// The factory's own state blobs in its container, beside the VHDs and records: never records,

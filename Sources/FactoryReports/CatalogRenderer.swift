@@ -11,6 +11,8 @@ public enum CatalogRenderer {
         /// Lab name -> the image name it holds for this path (nil when it has none yet).
         public var labs: [(lab: String, location: String?, image: String?)]
         public var latestRecord: VhdRecord?
+        /// Each gallery that publishes this image: its definition and newest version with per-region replication.
+        public var galleries: [(gallery: String, definition: String, version: String?, regions: [RegionReplication])] = []
     }
 
     public static func entries(_ configuration: FactoryConfiguration, inventory: Inventory?) -> [Entry] {
@@ -25,7 +27,14 @@ public enum CatalogRenderer {
                     .max { $0.createdAt < $1.createdAt }
                 return (lab.labName, observed?.lab?.location ?? lab.location, newest?.id.name)
             }
-            return Entry(template: template, labs: labs, latestRecord: recordsByPath[template.path])
+            let galleries = configuration.galleries.filter { $0.subscribes(to: template.path) }.map { target -> (String, String, String?, [RegionReplication]) in
+                let name = target.definition(for: template).name
+                let definition = inventory?.gallery(target.key)?.definition(named: name)
+                let newest = definition?.versions.filter { $0.tags[FactoryTag.imagePath].map(ImagePath.normalize) == template.path }
+                    .max { VersionNumber($0.id.version) < VersionNumber($1.id.version) }
+                return (target.galleryName, name, newest?.id.version, newest?.replication ?? [])
+            }
+            return Entry(template: template, labs: labs, latestRecord: recordsByPath[template.path], galleries: galleries)
         }
     }
 
@@ -96,7 +105,17 @@ public enum CatalogRenderer {
                 let version = lab.image.map(escape) ?? "<span class=\"missing\">not delivered yet</span>"
                 h += "<tr><td>\(escape(lab.lab))</td><td>\(escape(lab.location ?? "-"))</td><td>\(version)</td></tr>"
             }
-            h += "</table>\n</section>\n"
+            h += "</table>\n"
+            if !entry.galleries.isEmpty {
+                h += "<table><tr><th>Gallery</th><th>Image definition</th><th>Newest version</th><th>Regions</th></tr>"
+                for g in entry.galleries {
+                    let version = g.version.map(escape) ?? "<span class=\"missing\">not published yet</span>"
+                    let regions = g.regions.map { "\(escape($0.region)) \($0.state.lowercased() == "completed" ? "✓" : escape($0.state.lowercased()))" }.joined(separator: ", ")
+                    h += "<tr><td>\(escape(g.gallery))</td><td>\(escape(g.definition))</td><td>\(version)</td><td>\(regions.isEmpty ? "-" : regions)</td></tr>"
+                }
+                h += "</table>\n"
+            }
+            h += "</section>\n"
         }
         h += "</body></html>\n"
         return h

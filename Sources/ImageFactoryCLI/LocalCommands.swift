@@ -20,7 +20,7 @@ struct LocalCommand: AsyncParsableCommand {
             `local init` does so explicitly.
             """,
         subcommands: [LocalInitCommand.self, LocalShowCommand.self, LocalResetCommand.self,
-                      LocalAddVMCommand.self, LocalAddImageCommand.self, LocalServeCommand.self])
+                      LocalAddVMCommand.self, LocalAddImageCommand.self, LocalAddGalleryVersionCommand.self, LocalServeCommand.self])
 }
 
 // MARK: - Bootstrap (shared with every command that uses the local cloud)
@@ -283,8 +283,39 @@ struct LocalCloudInventory: Codable, Sendable {
         var containers: [Container]
     }
 
+    struct Replica: Codable, Sendable {
+        var region: String
+        var state: String
+    }
+
+    struct Version: Codable, Sendable {
+        var name: String
+        var tags: [String: String]
+        var excludeFromLatest: Bool
+        var endOfLife: Date?
+        var replication: [Replica]
+    }
+
+    struct Definition: Codable, Sendable {
+        var name: String
+        var osType: String
+        var osState: String
+        var tags: [String: String]
+        var versions: [Version]
+    }
+
+    struct GalleryEntry: Codable, Sendable {
+        var name: String
+        var subscriptionId: String
+        var resourceGroup: String
+        var location: String
+        var tags: [String: String]
+        var definitions: [Definition]
+    }
+
     var stateDirectory: String
     var labs: [LabEntry]
+    var galleries: [GalleryEntry] = []
 
     /// Reads everything through the backend's own calls.
     static func read(_ cloud: LocalCloud) async throws -> LocalCloudInventory {
@@ -308,7 +339,22 @@ struct LocalCloudInventory: Codable, Sendable {
                                  location: lab.location, storageAccount: lab.storageAccount.name, vms: vms, customImages: images,
                                  containers: containers))
         }
-        return LocalCloudInventory(stateDirectory: cloud.stateDirectory.path, labs: labs)
+        var galleries: [GalleryEntry] = []
+        for gallery in try await cloud.allGalleries().sorted(by: { $0.id.name.lowercased() < $1.id.name.lowercased() }) {
+            var definitions: [Definition] = []
+            for definition in try await cloud.listImageDefinitions(gallery.id).sorted(by: { $0.id.name < $1.id.name }) {
+                let versions = try await cloud.listImageVersions(definition.id).sorted { VersionNumber($0.id.version) < VersionNumber($1.id.version) }.map {
+                    Version(name: $0.id.version, tags: $0.tags, excludeFromLatest: $0.excludeFromLatest, endOfLife: $0.endOfLife,
+                            replication: $0.replication.map { Replica(region: $0.region, state: $0.state) })
+                }
+                definitions.append(Definition(name: definition.id.name, osType: definition.osType.rawValue,
+                                              osState: definition.osState == .generalized ? "Generalized" : "Specialized",
+                                              tags: definition.tags, versions: versions))
+            }
+            galleries.append(GalleryEntry(name: gallery.id.name, subscriptionId: gallery.id.subscriptionId, resourceGroup: gallery.id.resourceGroup,
+                                          location: gallery.location, tags: gallery.tags, definitions: definitions))
+        }
+        return LocalCloudInventory(stateDirectory: cloud.stateDirectory.path, labs: labs, galleries: galleries)
     }
 }
 
@@ -340,6 +386,16 @@ enum LocalCloudInventoryRenderer {
                 Node(text: "custom images (\(lab.customImages.count))", children: images),
                 Node(text: "storage account \(lab.storageAccount) (\(count(lab.containers.count, "container")))", children: containers),
             ], prefix: "", into: &out)
+        }
+        for gallery in inventory.galleries {
+            out.append("")
+            out.append("gallery \(gallery.name)  [\(gallery.subscriptionId) / \(gallery.resourceGroup)]  \(gallery.location)\(tagText(gallery.tags))")
+            render(gallery.definitions.map { definition in
+                Node(text: "\(definition.name)  \(definition.osType) \(definition.osState)\(tagText(definition.tags))", children: definition.versions.map { version in
+                    let regions = version.replication.map { "\($0.region) \($0.state.lowercased())" }.joined(separator: ", ")
+                    return Node(text: "\(version.name)  \(regions)\(version.excludeFromLatest ? ", excluded from latest" : "")\(tagText(version.tags))")
+                })
+            }, prefix: "", into: &out)
         }
         return out
     }
@@ -626,6 +682,96 @@ struct LocalAddImageCommand: AsyncParsableCommand {
             try await cloud.deleteBlob(blob)
             let image = try await cloud.getCustomImage(id)
             Console.out("Added custom image \(image.id.name) to lab \(lab.id.name): \(image.provisioningState)\(LocalCloudInventoryRenderer.tagText(image.tags))")
+        } catch {
+            throw ErrorMapper.report(error, ci: CIMode.detect())
+        }
+    }
+}
+
+/// `imagefactory local add-gallery-version`: places a gallery version the factory did not make
+/// (its definition and gallery are created when missing), to try that retention leaves it alone.
+struct LocalAddGalleryVersionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add-gallery-version",
+        abstract: "Place a gallery version the factory did not make (to try retention safety).",
+        discussion: "The gallery is the Labs.json gallery of that name, or one in the factory's subscription and resource group.")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var backend: BackendOptions
+
+    @Option(help: ArgumentHelp("The gallery's name.", valueName: "name"))
+    var gallery: String
+
+    @Option(help: ArgumentHelp("The image definition's name.", valueName: "name"))
+    var definition: String
+
+    @Option(name: .customLong("image-version"), help: ArgumentHelp("The version, Major.Minor.Patch.", valueName: "x.y.z"))
+    var imageVersion: String
+
+    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag on the version; repeat for more.", valueName: "key=value"))
+    var tags: [String] = []
+
+    @Option(help: ArgumentHelp("The operating system.", valueName: "os"))
+    var os: LocalOSArgument = .windows
+
+    func validate() throws {
+        try backend.validateLocal()
+        _ = try TagArguments.parse(tags)
+        guard GalleryVersioning.isValid(imageVersion) else {
+            throw ValidationError("--image-version \"\(imageVersion)\" is not Major.Minor.Patch with 32-bit integers.")
+        }
+    }
+
+    func run() async throws {
+        do {
+            let tags = try TagArguments.parse(self.tags)
+            let session = try LocalSession.open(repository, backend)
+            _ = try await LocalCloudBootstrap.ensure(cloud: session.cloud, configuration: session.configuration)
+            let cloud = session.cloud
+            let settings = session.configuration.settings
+            let configured = session.configuration.galleries.first { $0.galleryName.lowercased() == gallery.lowercased() }
+            let galleryID = configured?.id ?? GalleryID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, name: gallery)
+            let location = configured?.location ?? settings.location
+            if (try? await cloud.getGallery(galleryID)) == nil {
+                try await session.wait(try await session.client.call { try await cloud.createGallery(galleryID, location: location, description: "Placed by `imagefactory local add-gallery-version`.", tags: [:]) },
+                                       what: "The creation of gallery \(gallery)")
+            }
+            let definitionID = GalleryImageDefinitionID(gallery: galleryID, name: definition)
+            if (try? await cloud.getImageDefinition(definitionID)) == nil {
+                let request = GalleryImageDefinition(id: definitionID, location: location, osType: os.osType, osState: .generalized, publisher: "Manual",
+                                                     offer: definition, sku: "manual", provisioningState: "")
+                try await session.wait(try await session.client.call { try await cloud.createImageDefinition(request) }, what: "The creation of definition \(definition)")
+            }
+            // A small generalized VHD in the factory lab's storage as the source.
+            let factory = try await session.lab(named: settings.factoryLab)
+            let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("imagefactory-\(UUID().uuidString).vhd")
+            defer { try? FileManager.default.removeItem(at: temporary) }
+            try VirtualDisk.write(VirtualDisk.Content(osType: os.osType, baseImage: "manual:\(definition)", artifacts: [], generalized: true, virtualSize: 1 << 20),
+                                  to: temporary)
+            let container = ContainerID(account: factory.storageAccount, name: LocalAddImageCommand.container)
+            do {
+                try await cloud.createContainer(container)
+            } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
+            let blob = BlobID(container: container, name: "\(definition)-\(imageVersion)-\(UUID().uuidString.prefix(8).lowercased()).vhd")
+            _ = try await cloud.putBlob(blob, data: try Data(contentsOf: temporary), metadata: [:])
+            let id = GalleryImageVersionID(definition: definitionID, version: imageVersion)
+            do {
+                let handle: OperationHandle
+                do {
+                    handle = try await session.client.call {
+                        try await cloud.createImageVersion(GalleryImageVersionRequest(id: id, location: location, sourceVHD: blob,
+                                                                                      targetRegions: [TargetRegion(name: Location.normalize(location))], tags: tags))
+                    }
+                } catch {
+                    throw inputError(error, hint: "Choose another --image-version; `imagefactory local show` lists the gallery's versions.")
+                }
+                try await session.wait(handle, what: "The creation of version \(imageVersion)")
+            } catch {
+                try? await cloud.deleteBlob(blob)
+                throw error
+            }
+            try await cloud.deleteBlob(blob)
+            Console.out("Added version \(imageVersion) to \(gallery)/\(definition)\(LocalCloudInventoryRenderer.tagText(tags))")
         } catch {
             throw ErrorMapper.report(error, ci: CIMode.detect())
         }

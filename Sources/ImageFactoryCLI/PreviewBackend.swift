@@ -100,7 +100,7 @@ struct PreviewBackend: CloudBackend {
     func deleteDeployment(subscriptionId: String, resourceGroup: String, name: String) async throws { throw refused("Deleting deployment \(name)") }
 
     // Galleries
-    func createGallery(_ id: GalleryID, location: String, description: String) async throws -> OperationHandle { throw refused("Creating gallery \(id)") }
+    func createGallery(_ id: GalleryID, location: String, description: String, tags: [String: String]) async throws -> OperationHandle { throw refused("Creating gallery \(id)") }
     func getGallery(_ id: GalleryID) async throws -> Gallery { try await base.getGallery(id) }
     func createImageDefinition(_ definition: GalleryImageDefinition) async throws -> OperationHandle { throw refused("Creating image definition \(definition.id.name)") }
     func getImageDefinition(_ id: GalleryImageDefinitionID) async throws -> GalleryImageDefinition { try await base.getImageDefinition(id) }
@@ -108,6 +108,11 @@ struct PreviewBackend: CloudBackend {
     func getImageVersion(_ id: GalleryImageVersionID) async throws -> GalleryImageVersion { try await base.getImageVersion(id) }
     func listImageVersions(_ definition: GalleryImageDefinitionID) async throws -> [GalleryImageVersion] { try await base.listImageVersions(definition) }
     func deleteImageVersion(_ id: GalleryImageVersionID) async throws -> OperationHandle { throw refused("Deleting image version \(id.version)") }
+    func listImageDefinitions(_ gallery: GalleryID) async throws -> [GalleryImageDefinition] { try await base.listImageDefinitions(gallery) }
+    func deleteImageDefinition(_ id: GalleryImageDefinitionID) async throws -> OperationHandle { throw refused("Deleting image definition \(id.name)") }
+    func updateImageVersion(_ id: GalleryImageVersionID, targetRegions: [TargetRegion]?, excludeFromLatest: Bool?) async throws -> OperationHandle {
+        throw refused("Updating image version \(id.version)")
+    }
 
     func pollOperation(_ handle: OperationHandle) async throws -> OperationStatus { try await base.pollOperation(handle) }
 }

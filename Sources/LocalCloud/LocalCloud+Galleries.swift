@@ -22,7 +22,7 @@ extension LocalCloud {
     static let maxDefinitionsPerGallery = 1000
     static let maxVersionsPerDefinition = 10_000
 
-    public func createGallery(_ id: GalleryID, location: String, description: String) async throws -> OperationHandle {
+    public func createGallery(_ id: GalleryID, location: String, description: String, tags: [String: String]) async throws -> OperationHandle {
         if let problem = LocalCloud.galleryNameProblem(id.name) {
             throw CloudError(status: 400, code: "InvalidParameter", message: "The gallery name '\(id.name)' is invalid: it \(problem).")
         }
@@ -31,10 +31,14 @@ extension LocalCloud {
             try await self.db.write { db in
                 let key = LocalCloud.galleryKey(id)
                 let readyAt = self.clock.now().addingTimeInterval(delay)
-                if let existing = try db.record("gallery", key, as: GalleryRecord.self) {
+                if var existing = try db.record("gallery", key, as: GalleryRecord.self) {
+                    // A PUT of an existing gallery updates its description and tags.
+                    existing.gallery.description = description
+                    existing.gallery.tags = tags
+                    try db.save("gallery", key, parent: id.subscriptionId.lowercased(), existing)
                     return try self.operation(db, completesAt: existing.readyAt)
                 }
-                let gallery = Gallery(id: id, location: Location.normalize(location), description: description, provisioningState: "Succeeded")
+                let gallery = Gallery(id: id, location: Location.normalize(location), description: description, provisioningState: "Succeeded", tags: tags)
                 try db.save("gallery", key, parent: id.subscriptionId.lowercased(), GalleryRecord(gallery: gallery, readyAt: readyAt))
                 return try self.operation(db, completesAt: readyAt)
             }
@@ -63,12 +67,28 @@ extension LocalCloud {
                     throw CloudError(status: 404, code: "ParentResourceNotFound", message: "Can not perform requested operation on nested resource. Parent resource '\(id.gallery.name)' not found.")
                 }
                 let key = LocalCloud.definitionKey(id)
-                if let existing = try db.record("imagedef", key, as: ImageDefinitionRecord.self) {
+                if var existing = try db.record("imagedef", key, as: ImageDefinitionRecord.self) {
                     let e = existing.definition
                     if e.osType != definition.osType || e.osState != definition.osState {
                         throw CloudError(status: 409, code: "PropertyChangeNotAllowed", message: "Changing property 'osState' or 'osType' is not allowed.")
                     }
+                    if e.publisher != definition.publisher || e.offer != definition.offer || e.sku != definition.sku {
+                        throw CloudError(status: 409, code: "PropertyChangeNotAllowed", message: "Changing property 'galleryImage.properties.identifier' is not allowed.")
+                    }
+                    // Tags, end of life and recommendations may change.
+                    existing.definition.tags = definition.tags
+                    existing.definition.endOfLife = definition.endOfLife
+                    existing.definition.recommendedVCPUs = definition.recommendedVCPUs
+                    existing.definition.recommendedMemoryGB = definition.recommendedMemoryGB
+                    try db.save("imagedef", key, parent: LocalCloud.galleryKey(id.gallery), existing)
                     return try self.operation(db, completesAt: existing.readyAt)
+                }
+                let identifierTaken = try db.records("imagedef", parent: LocalCloud.galleryKey(id.gallery), as: ImageDefinitionRecord.self).contains {
+                    $0.definition.publisher.lowercased() == definition.publisher.lowercased() && $0.definition.offer.lowercased() == definition.offer.lowercased()
+                        && $0.definition.sku.lowercased() == definition.sku.lowercased()
+                }
+                if identifierTaken {
+                    throw CloudError(status: 409, code: "Conflict", message: "An image definition with publisher '\(definition.publisher)', offer '\(definition.offer)' and SKU '\(definition.sku)' already exists in gallery '\(id.gallery.name)'.")
                 }
                 if try db.count("imagedef", parent: LocalCloud.galleryKey(id.gallery)) >= LocalCloud.maxDefinitionsPerGallery {
                     throw CloudError(status: 409, code: "QuotaExceeded", message: "The gallery '\(id.gallery.name)' already has the maximum of \(LocalCloud.maxDefinitionsPerGallery) image definitions.")
@@ -101,7 +121,6 @@ extension LocalCloud {
         guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) && Int($0).map { $0 <= Int32.max } == true }) else {
             throw CloudError(status: 400, code: "InvalidParameter", message: "The gallery image version name '\(id.version)' is invalid: use Major.Minor.Patch with 32-bit integers.")
         }
-        let latency = settings.latency
         let fails = await injected(.gallery, "\(id.definition.name)/\(id.version)", "operationFailure")
         return try await perform("createImageVersion", kind: .gallery, write: true, subscription: id.definition.gallery.subscriptionId, lab: nil, resource: "\(id.definition.gallery.name)/\(id.definition.name)/\(id.version)") {
             let now = self.clock.now()
@@ -126,18 +145,19 @@ extension LocalCloud {
             if link(self.blobsDirectory.appendingPathComponent(blob.file).path, target.path) != 0 {
                 try SparseFile.copy(self.blobsDirectory.appendingPathComponent(blob.file), to: target)
             }
-            var regionReady: [String: Date] = [:]
+            var record = ImageVersionRecord(id: id, location: Location.normalize(request.location), tags: request.tags, targetRegions: request.targetRegions,
+                                            createdAt: now, regionReadyAt: [:],
+                                            failure: fails ? "The source VHD could not be read: the version failed (injected fault)." : nil, file: file,
+                                            regionFailures: [:], regionAttempts: [:], excludeFromLatest: request.excludeFromLatest,
+                                            endOfLife: request.endOfLife)
             for (i, region) in request.targetRegions.enumerated() {
-                let extra = Location.normalize(region.name) == Location.normalize(request.location) ? 0 : Double(i + 1) * 0.25
-                regionReady[region.name] = now.addingTimeInterval(latency.galleryVersion * (1 + extra))
+                await self.startReplication(&record, region: region.name, index: i, now: now)
             }
-            let record = ImageVersionRecord(id: id, location: Location.normalize(request.location), tags: request.tags, targetRegions: request.targetRegions,
-                                            createdAt: now, regionReadyAt: regionReady,
-                                            failure: fails ? "Replication failed (injected fault)." : nil, file: file)
-            let done = regionReady.values.max() ?? now
+            let done = record.regionReadyAt.values.max() ?? now
+            let stored = record
             return try await self.commit(file: target) { db in
-                try db.save("imageversion", LocalCloud.versionKey(id), parent: LocalCloud.definitionKey(id.definition), record)
-                return try self.operation(db, completesAt: done, error: record.failure.map { CloudError(status: 200, code: "ReplicationFailed", message: $0) })
+                try db.save("imageversion", LocalCloud.versionKey(id), parent: LocalCloud.definitionKey(id.definition), stored)
+                return try self.operation(db, completesAt: done, error: LocalCloud.replicationError(stored))
             }
         }
     }
@@ -175,5 +195,91 @@ extension LocalCloud {
         }
         if let file { try? FileManager.default.removeItem(at: imagesDirectory.appendingPathComponent(file)) }
         return handle
+    }
+
+    /// Starts one region's replication attempt: when it ends (the profile's `galleryVersion`, a
+    /// little longer away from the source, times the region's `delayFactor`) and whether it fails
+    /// (`failFirstAttempts` of the region, or a seeded `gallery.replicationFailure` / region rate).
+    func startReplication(_ record: inout ImageVersionRecord, region: String, index: Int, now: Date) async {
+        let regionSettings = settings.galleryRegions[Location.normalize(region)] ?? GalleryRegionSettings()
+        let away = Location.normalize(region) == record.location ? 0 : Double(index + 1) * 0.25
+        let delay = settings.latency.galleryVersion * (1 + away) * (regionSettings.delayFactor ?? 1)
+        let attempt = record.regionAttempts?[region] ?? 0
+        record.regionAttempts = (record.regionAttempts ?? [:]).merging([region: attempt + 1]) { _, new in new }
+        record.regionReadyAt[region] = now.addingTimeInterval(delay)
+        let resource = "\(record.id.definition.name)/\(record.id.version)/\(Location.normalize(region))"
+        let rate = max(faults.rates(.gallery)?.replicationFailure ?? 0, regionSettings.replicationFailure ?? 0)
+        var failed = attempt < (regionSettings.failFirstAttempts ?? 0)
+        if !failed, rate > 0 { failed = await faults.roll(.gallery, resource: resource, fault: "replicationFailure", rate: rate) }
+        var failures = record.regionFailures ?? [:]
+        failures[region] = failed ? "Replication to \(region) failed (attempt \(attempt + 1)): the replica could not be written." : nil
+        record.regionFailures = failures
+    }
+
+    /// The error an operation on a version ends with: none, or the failed regions (or the whole version).
+    static func replicationError(_ record: ImageVersionRecord) -> CloudError? {
+        if let failure = record.failure { return CloudError(status: 200, code: "ReplicationFailed", message: failure) }
+        let regions = (record.regionFailures ?? [:]).keys.sorted()
+        guard !regions.isEmpty else { return nil }
+        return CloudError(status: 200, code: "ReplicationFailed", message: "Replication failed in \(regions.joined(separator: ", ")); the other regions completed.")
+    }
+
+    public func updateImageVersion(_ id: GalleryImageVersionID, targetRegions: [TargetRegion]?, excludeFromLatest: Bool?) async throws -> OperationHandle {
+        try await perform("updateImageVersion", kind: .gallery, write: true, subscription: id.definition.gallery.subscriptionId, lab: nil,
+                          resource: "\(id.definition.gallery.name)/\(id.definition.name)/\(id.version)") {
+            let now = self.clock.now()
+            guard var record = try await self.db.read({ db in try db.record("imageversion", LocalCloud.versionKey(id), as: ImageVersionRecord.self) }) else {
+                throw CloudError(status: 404, code: "ResourceNotFound", message: "Gallery image version '\(id.version)' was not found.")
+            }
+            let view = record.view(at: now)
+            if view.replication.contains(where: { $0.state == "Replicating" }) {
+                throw CloudError(status: 409, code: "OperationNotAllowed", message: "Gallery image version '\(id.version)' is being replicated; update it when that has finished.")
+            }
+            if let excludeFromLatest { record.excludeFromLatest = excludeFromLatest }
+            if let targetRegions {
+                if let failure = record.failure {
+                    throw CloudError(status: 409, code: "OperationNotAllowed", message: "Gallery image version '\(id.version)' failed (\(failure)); delete it and create it again.")
+                }
+                guard targetRegions.contains(where: { Location.normalize($0.name) == record.location }) else {
+                    throw CloudError(status: 400, code: "InvalidParameter", message: "The target regions must include the version's source region '\(record.location)'.")
+                }
+                let states = Dictionary(view.replication.map { ($0.region, $0.state) }, uniquingKeysWith: { a, _ in a })
+                var kept: [String: Date] = [:]
+                for region in targetRegions where states[region.name] == "Completed" {
+                    kept[region.name] = record.regionReadyAt[region.name]
+                }
+                record.regionReadyAt = kept
+                record.regionFailures = (record.regionFailures ?? [:]).filter { kept[$0.key] != nil }
+                record.targetRegions = targetRegions
+                record.updatedAt = now
+                // Only regions that are new or failed replicate (again); completed ones are left alone.
+                for (i, region) in targetRegions.enumerated() where kept[region.name] == nil {
+                    await self.startReplication(&record, region: region.name, index: i, now: now)
+                }
+            }
+            let done = record.regionReadyAt.values.filter { $0 > now }.max() ?? now
+            let stored = record
+            return try await self.db.write { db in
+                try db.save("imageversion", LocalCloud.versionKey(id), parent: LocalCloud.definitionKey(id.definition), stored)
+                return try self.operation(db, completesAt: done, error: LocalCloud.replicationError(stored))
+            }
+        }
+    }
+
+    public func deleteImageDefinition(_ id: GalleryImageDefinitionID) async throws -> OperationHandle {
+        let delay = settings.latency.delete
+        return try await perform("deleteImageDefinition", kind: .imageDelete, write: true, subscription: id.gallery.subscriptionId, lab: nil,
+                                 resource: "\(id.gallery.name)/\(id.name)") {
+            try await self.db.write { db in
+                guard try db.record("imagedef", LocalCloud.definitionKey(id), as: ImageDefinitionRecord.self) != nil else {
+                    throw CloudError(status: 404, code: "ResourceNotFound", message: "The Resource 'Microsoft.Compute/galleries/\(id.gallery.name)/images/\(id.name)' was not found.")
+                }
+                if try db.count("imageversion", parent: LocalCloud.definitionKey(id)) > 0 {
+                    throw CloudError(status: 409, code: "CannotDeleteResource", message: "Can not delete resource before nested resources are deleted: image definition '\(id.name)' still holds versions.")
+                }
+                try db.remove("imagedef", LocalCloud.definitionKey(id))
+                return try self.operation(db, completesAt: self.clock.now().addingTimeInterval(delay))
+            }
+        }
     }
 }

@@ -16,3 +16,19 @@ extension LocalCloud {
         }
     }
 }
+
+extension LocalCloud {
+    /// Every gallery in the local cloud, in every subscription (for `local show`).
+    public func allGalleries() async throws -> [Gallery] {
+        try await perform("allGalleries", kind: .read, write: false, subscription: nil, lab: nil, resource: "/subscriptions/galleries") {
+            try await self.db.read { db in
+                let now = self.clock.now()
+                return try db.allRecords("gallery", as: GalleryRecord.self).map { record in
+                    var gallery = record.gallery
+                    gallery.provisioningState = now < record.readyAt ? "Creating" : "Succeeded"
+                    return gallery
+                }
+            }
+        }
+    }
+}

@@ -83,6 +83,8 @@ public struct FaultSettings: Codable, Sendable, Equatable {
         public var artifactFailure: Double = 0
         /// A long-running create that ends Failed.
         public var operationFailure: Double = 0
+        /// One region's replication of a gallery version fails (the others complete).
+        public var replicationFailure: Double = 0
         public init() {}
     }
 
@@ -131,13 +133,31 @@ public struct FaultSettings: Codable, Sendable, Equatable {
                 case "copyFailure": r.copyFailure = rate
                 case "artifactFailure": r.artifactFailure = rate
                 case "operationFailure": r.operationFailure = rate
+                case "replicationFailure": r.replicationFailure = rate
                 default: throw FactoryError.invalidInput("Unknown fault \"\(keyParts[1])\".",
-                                                         hint: "Faults: transient, throttle, timeout, copyFailure, artifactFailure, operationFailure.")
+                                                         hint: "Faults: transient, throttle, timeout, copyFailure, artifactFailure, operationFailure, replicationFailure.")
                 }
                 settings.rates[kind] = r
             }
         }
         return settings
+    }
+}
+
+/// How the local cloud replicates gallery versions to one region.
+public struct GalleryRegionSettings: Codable, Sendable, Equatable {
+    /// The region's replication takes this many times the profile's `galleryVersion` (default 1;
+    /// a region other than the source also waits a little longer, as in Azure).
+    public var delayFactor: Double?
+    /// The region's first N replication attempts of every version fail (tests of "retried alone").
+    public var failFirstAttempts: Int?
+    /// Each attempt fails with this probability (seeded, like the other faults).
+    public var replicationFailure: Double?
+
+    public init(delayFactor: Double? = nil, failFirstAttempts: Int? = nil, replicationFailure: Double? = nil) {
+        self.delayFactor = delayFactor
+        self.failFirstAttempts = failFirstAttempts
+        self.replicationFailure = replicationFailure
     }
 }
 
@@ -148,12 +168,25 @@ public struct LocalCloudSettings: Codable, Sendable, Equatable {
     public var faults: FaultSettings
     /// Largest number of deployments Azure keeps per resource group.
     public var maxDeploymentsPerResourceGroup: Int
+    /// Gallery replication per region (`cloud.json`: `"galleryRegions": {"northeurope": {"delayFactor": 3, "failFirstAttempts": 1}}`).
+    public var galleryRegions: [String: GalleryRegionSettings] = [:]
     /// For tests of interruption (`IMAGEFACTORY_LOCAL_HOLD_AFTER`): once an operation of this kind
     /// succeeded, the request that made it never returns (until cancelled), and the cloud's
     /// `onHold` is told, so a test knows the exact moment to kill the process. Never persisted.
     public var holdAfter: String? = nil
 
-    private enum CodingKeys: String, CodingKey { case latency, throttle, faults, maxDeploymentsPerResourceGroup }
+    private enum CodingKeys: String, CodingKey { case latency, throttle, faults, maxDeploymentsPerResourceGroup, galleryRegions }
+
+    /// Every key is optional in `cloud.json`: what it leaves out keeps its default.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = LocalCloudSettings()
+        latency = try c.decodeIfPresent(LatencyProfile.self, forKey: .latency) ?? defaults.latency
+        throttle = try c.decodeIfPresent(ThrottleSettings.self, forKey: .throttle) ?? defaults.throttle
+        faults = try c.decodeIfPresent(FaultSettings.self, forKey: .faults) ?? defaults.faults
+        maxDeploymentsPerResourceGroup = try c.decodeIfPresent(Int.self, forKey: .maxDeploymentsPerResourceGroup) ?? defaults.maxDeploymentsPerResourceGroup
+        galleryRegions = try c.decodeIfPresent([String: GalleryRegionSettings].self, forKey: .galleryRegions) ?? [:]
+    }
 
     public init(latency: LatencyProfile = .fast, throttle: ThrottleSettings = .azure, faults: FaultSettings = .none,
                 maxDeploymentsPerResourceGroup: Int = 800) {

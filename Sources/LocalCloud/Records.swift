@@ -201,30 +201,45 @@ struct ImageVersionRecord: Codable, Sendable {
     var tags: [String: String]
     var targetRegions: [TargetRegion]
     var createdAt: Date
-    /// When each region's replica is complete.
+    /// When each region's current replication attempt ends.
     var regionReadyAt: [String: Date]
+    /// The whole version failed (the source could not be read): no update mends it.
     var failure: String?
     var file: String?
+    /// Regions whose current attempt ends Failed, with the reason.
+    var regionFailures: [String: String]?
+    /// Replication attempts so far per region (persisted, so "fail the first N" holds across processes).
+    var regionAttempts: [String: Int]?
+    var excludeFromLatest: Bool?
+    var endOfLife: Date?
+    /// Set by the first update: the version is then "Updating" while a region replicates again.
+    var updatedAt: Date?
 
     func view(at now: Date) -> GalleryImageVersion {
-        let start = createdAt
         var replication: [RegionReplication] = []
         for region in targetRegions {
             let ready = regionReadyAt[region.name] ?? createdAt
             if now >= ready {
-                replication.append(RegionReplication(region: region.name, state: failure == nil ? "Completed" : "Failed", progress: failure == nil ? 100 : 0))
+                let failed = failure != nil || regionFailures?[region.name] != nil
+                replication.append(RegionReplication(region: region.name, state: failed ? "Failed" : "Completed", progress: failed ? 0 : 100))
             } else {
+                let start = min(ready, max(createdAt, updatedAt ?? createdAt))
                 let total = max(0.001, ready.timeIntervalSince(start))
                 let progress = Int(min(99, max(0, now.timeIntervalSince(start) / total * 100)))
                 replication.append(RegionReplication(region: region.name, state: "Replicating", progress: progress))
             }
         }
-        let allDone = replication.allSatisfy { $0.state != "Replicating" }
-        let aggregated = !allDone ? "InProgress" : (failure == nil ? "Completed" : "Failed")
-        let provisioning = !allDone ? "Creating" : (failure == nil ? "Succeeded" : "Failed")
+        let replicating = replication.contains { $0.state == "Replicating" }
+        let failed = replication.contains { $0.state == "Failed" }
+        let aggregated = replicating ? "InProgress" : (failed ? "Failed" : "Completed")
+        let provisioning: String
+        if failure != nil && !replicating { provisioning = "Failed" }
+        else if replicating { provisioning = updatedAt == nil ? "Creating" : "Updating" }
+        else { provisioning = failed ? "Failed" : "Succeeded" }
         let next = regionReadyAt.values.filter { $0 > now }.min()
         return GalleryImageVersion(id: id, location: location, provisioningState: provisioning, tags: tags, targetRegions: targetRegions,
                                    aggregatedReplicationState: aggregated, replication: replication, createdAt: createdAt,
-                                   retryAfter: next.map { max(0.01, $0.timeIntervalSince(now)) })
+                                   retryAfter: next.map { max(0.01, $0.timeIntervalSince(now)) },
+                                   excludeFromLatest: excludeFromLatest ?? false, endOfLife: endOfLife)
     }
 }

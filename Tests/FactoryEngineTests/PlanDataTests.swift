@@ -14,8 +14,29 @@ struct PlanDataTests {
                                   location: "eastus", imagePaths: ["Win2016R2", "Win2016/Datacenter.json"]))
         fixture.labs.append(.init(subscriptionId: "44444444-4444-4444-8444-444444444444", resourceGroup: "rg-ghost", labName: "GhostLab",
                                   location: "westeurope", imagePaths: ["Win2016"]))
-        let configuration = try fixture.load()
+        var configuration = try fixture.load()
+        // Two galleries: one to make (gallery, definition, version), one holding a retired template's definition.
+        configuration.galleries = [
+            GalleryTarget(subscriptionId: configuration.settings.subscriptionId, resourceGroup: "rg-images", galleryName: "New.Images", location: "westeurope",
+                          imagePaths: ["Win2016/Datacenter.json"], images: [PlannerTests.datacenter], targetRegions: [GalleryRegion(name: "northeurope")]),
+            GalleryTarget(subscriptionId: configuration.settings.subscriptionId, resourceGroup: "rg-images", galleryName: "Old.Images", location: "westeurope",
+                          imagePaths: [PlannerTests.sql], images: [PlannerTests.sql]),
+        ]
         var inventory = Observed.inventory(configuration)
+        let oldGallery = configuration.galleries[1].id
+        let oldDefinition = GalleryImageDefinition(id: GalleryImageDefinitionID(gallery: oldGallery, name: "Win2016-Old"), location: "westeurope", osType: .windows,
+                                                   osState: .generalized, publisher: "ImageFactory", offer: "Win2016", sku: "Old", provisioningState: "Succeeded",
+                                                   tags: [FactoryTag.managedBy: "ImageFactory"])
+        let oldVersion = GalleryImageVersion(id: GalleryImageVersionID(definition: oldDefinition.id, version: "2026.1001.120000"), location: "westeurope",
+                                             provisioningState: "Succeeded", tags: [FactoryTag.imagePath: "Win2016/Old.json"],
+                                             targetRegions: [TargetRegion(name: "westeurope")], aggregatedReplicationState: "Completed",
+                                             replication: [RegionReplication(region: "westeurope", state: "Completed", progress: 100)], createdAt: Observed.daysAgo(52))
+        inventory.galleries = [
+            GalleryInventory(key: configuration.galleries[0].key, gallery: nil),
+            GalleryInventory(key: configuration.galleries[1].key,
+                             gallery: Gallery(id: oldGallery, location: "westeurope", description: "", provisioningState: "Succeeded"),
+                             definitions: [GalleryInventory.Definition(definition: oldDefinition, versions: [oldVersion])]),
+        ]
         let ghost = inventory.labs.firstIndex { $0.lab?.id.name == "GhostLab" }!
         inventory.labs[ghost] = LabInventory(key: inventory.labs[ghost].key, lab: nil, problem: "Lab GhostLab was not found.", images: [], blobs: [])
 

@@ -354,6 +354,19 @@ def gallery_definition_version():
     status = got.properties.replication_status
     expect(status.aggregated_state == "Completed", f"replication {status.aggregated_state}")
     expect(sorted(s.region for s in status.summary) == ["northeurope", "westeurope"], f"regions {[s.region for s in status.summary]}")
+    # PATCH (GalleryImageVersions_Update), as the factory retires a version in two steps.
+    updated = compute.gallery_image_versions.begin_update(RG, "sdkgallery", "ubuntu", "1.0.0", {
+        "properties": {"publishingProfile": {"excludeFromLatest": True}}}).result(timeout=120)
+    expect(updated.properties.publishing_profile.exclude_from_latest is True, f"excludeFromLatest {updated.properties.publishing_profile}")
+    expect("ubuntu" in [d.name for d in compute.gallery_images.list_by_gallery(RG, "sdkgallery")], "the definition is listed")
+    try:
+        compute.gallery_images.begin_delete(RG, "sdkgallery", "ubuntu").result(timeout=60)
+        raise AssertionError("a definition holding a version was deleted")
+    except HttpResponseError as error:
+        expect(error.status_code == 409, f"deleting a definition with versions: {error.status_code}")
+    compute.gallery_image_versions.begin_delete(RG, "sdkgallery", "ubuntu", "1.0.0").result(timeout=120)
+    compute.gallery_images.begin_delete(RG, "sdkgallery", "ubuntu").result(timeout=60)
+    expect("ubuntu" not in [d.name for d in compute.gallery_images.list_by_gallery(RG, "sdkgallery")], "the emptied definition is gone")
 
 
 def deployment_of_golden_image_template():
@@ -584,7 +597,7 @@ check("ManagedIdentityCredential: IMDS (system and user assigned) and App Servic
 check("blob lease: acquire, conflict, renew, release", lease_blob)
 check("compute VM and OS disk of a lab VM: grant access refused while running, stop, grant, copy the SAS, revoke", compute_vm_disk_grant_copy_revoke)
 check("custom image from the copied VHD (LRO)", custom_image_from_vhd)
-check("gallery, image definition, version; replication status", gallery_definition_version)
+check("gallery, image definition, version; replication status; update, list, delete", gallery_definition_version)
 check("resource-group deployment of a golden-image template (LRO)", deployment_of_golden_image_template)
 check("paging through nextLink (page size 2)", paging)
 check("surviving 429 throttling on a write burst", survive_429)
