@@ -104,7 +104,13 @@ extension AzureBackend {
         if let targetRegions { publishing["targetRegions"] = targetRegions.map(Self.regionJSON) }
         if let excludeFromLatest { publishing["excludeFromLatest"] = excludeFromLatest }
         let path = Self.versionPath(id)
-        let response = try await arm("PATCH", path, apiVersion: AzureAPIVersions.galleries, body: ["properties": ["publishingProfile": publishing]])
+        // The update's properties require the storage profile (the spec's GalleryImageVersionProperties): send the version's own.
+        let current = try await armJSON(path, apiVersion: AzureAPIVersions.galleries)
+        var properties: [String: Any] = ["publishingProfile": publishing, "storageProfile": [String: Any]()]
+        if let source = Self.dictionary(current, "properties", "storageProfile", "osDiskImage", "source") {
+            properties["storageProfile"] = ["osDiskImage": ["source": source.filter { ["uri", "storageAccountId", "id"].contains($0.key) }]]
+        }
+        let response = try await arm("PATCH", path, apiVersion: AzureAPIVersions.galleries, body: ["properties": properties])
         return handle(response, resourceURL: try armURL(path, apiVersion: AzureAPIVersions.galleries))
     }
 

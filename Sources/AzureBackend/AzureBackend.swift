@@ -207,6 +207,12 @@ public final class AzureBackend: CloudBackend {
         return current as? String
     }
 
+    static func dictionary(_ dictionary: [String: Any]?, _ path: String...) -> [String: Any]? {
+        var current: Any? = dictionary
+        for key in path { current = (current as? [String: Any])?[key] }
+        return current as? [String: Any]
+    }
+
     static func date(_ text: String?) -> Date? {
         guard let text else { return nil }
         let formatter = ISO8601DateFormatter()

@@ -18,6 +18,9 @@ struct GalleryImageSource {
 /// retirement of versions (and emptied definitions) it no longer keeps. Pure, like the planner.
 enum GalleryPlanner {
     static let description = "Golden images published by ImageFactory"
+    /// Azure's documented limits: image definitions per gallery, versions per definition.
+    static let maxDefinitionsPerGallery = 1000
+    static let maxVersionsPerDefinition = 10_000
 
     struct Result {
         var actions: [PlanAction] = []
@@ -67,6 +70,16 @@ enum GalleryPlanner {
                     continue
                 }
                 var dependsOn: [String] = ensureGallery.map { [$0] } ?? []
+                if existing == nil && (observed?.definitions.count ?? 0) + planned.count > maxDefinitionsPerGallery {
+                    result.diagnostics.append(.error("Gallery \(target.galleryName) would hold more than Azure's \(maxDefinitionsPerGallery) image definitions; \(path) is not published.",
+                                                     file: labsFile, line: target.line, hint: "Spread the images over more galleries, or remove unused definitions."))
+                    continue
+                }
+                if let existing, existing.versions.count + 1 > maxVersionsPerDefinition {
+                    result.diagnostics.append(.error("Image definition \(wanted.name) in \(target.galleryName) holds Azure's maximum of \(maxVersionsPerDefinition) versions; \(path) is not published.",
+                                                     file: labsFile, line: target.line, hint: "Lower ImagesToSave, or delete old versions."))
+                    continue
+                }
                 if existing == nil {
                     let id = "distribute/gallery/\(label)/definition/\(wanted.name)"
                     let definition = GalleryImageDefinition(

@@ -320,17 +320,43 @@ enum Interrupts {
 
 /// `imagefactory images`: the factory's VHD records, or one lab's custom images.
 struct ImagesCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "images", abstract: "List the factory's VHD records, or one lab's custom images with --lab.")
+    static let configuration = CommandConfiguration(commandName: "images", abstract: "List the factory's VHD records, one lab's custom images with --lab, or one gallery's definitions and versions with --gallery.")
 
     @OptionGroup var factory: FactoryOptions
 
     @Option(name: .long, help: ArgumentHelp("A lab name from Labs.json (or the factory lab).", valueName: "name"))
     var lab: String?
 
+    @Option(name: .long, help: ArgumentHelp("A gallery name from Labs.json's Galleries.", valueName: "name"))
+    var gallery: String?
+
+    func validate() throws {
+        if lab != nil && gallery != nil { throw ValidationError("Give --lab or --gallery, not both.") }
+    }
+
     func run() async throws {
         do {
             let context = try await factory.context(writes: false)
             let inventory = try await context.runner.inventory()
+            if let gallery {
+                guard let target = context.configuration.galleries.first(where: { $0.galleryName.lowercased() == gallery.lowercased() }) else {
+                    throw FactoryError.invalidInput("Gallery \(gallery) is not in Labs.json's Galleries.", hint: "Use a GalleryName from Labs.json.")
+                }
+                let observed = inventory.gallery(target.key)
+                let definitions = observed?.definitions ?? []
+                if factory.output.json { Console.out(try JSONOutput.encode(definitions)); return }
+                guard observed?.gallery != nil else { Console.out("Gallery \(target.galleryName) does not exist yet: a run makes it."); return }
+                Console.out("Gallery \(target.galleryName) (\(target.location)): \(definitions.count) image definition\(definitions.count == 1 ? "" : "s")")
+                for d in definitions.sorted(by: { $0.definition.id.name < $1.definition.id.name }) {
+                    Console.out("  \(d.definition.id.name)  \(d.definition.osType.rawValue) \(d.definition.osState.rawValue)  \(d.definition.publisher)/\(d.definition.offer)/\(d.definition.sku)")
+                    for v in d.versions.sorted(by: { VersionNumber($0.id.version) > VersionNumber($1.id.version) }) {
+                        let regions = v.replication.isEmpty ? v.targetRegions.map(\.name).joined(separator: ", ")
+                            : v.replication.map { "\($0.region) \($0.state.lowercased())" }.joined(separator: ", ")
+                        Console.out("    \(v.id.version)  \(v.provisioningState)  \(regions)\(v.excludeFromLatest ? "  excluded from latest" : "")  \(v.tags[FactoryTag.imagePath] ?? "(not the factory's)")")
+                    }
+                }
+                return
+            }
             if let lab {
                 let images: [CustomImage]
                 if lab.lowercased() == inventory.factory.id.name.lowercased() {

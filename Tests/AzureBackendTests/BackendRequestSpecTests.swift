@@ -148,7 +148,7 @@ struct BackendRequestSpecTests {
 
         // A gallery version from the same VHD.
         let gallery = GalleryID(subscriptionId: ServedBackend.subscription, resourceGroup: "rg-factory", name: "FactoryGallery")
-        try await s.finish(try await b.createGallery(gallery, location: "westeurope", description: "golden images"))
+        try await s.finish(try await b.createGallery(gallery, location: "westeurope", description: "golden images", tags: ["ImageFactoryManaged": "ImageFactory"]))
         _ = try await b.getGallery(gallery)
         let definition = GalleryImageDefinition(id: GalleryImageDefinitionID(gallery: gallery, name: "Server2022"), location: "westeurope", osType: .windows,
                                                 osState: .generalized, publisher: "Contoso", offer: "Factory", sku: "Server2022", provisioningState: "")
@@ -159,7 +159,12 @@ struct BackendRequestSpecTests {
                                                                                       targetRegions: [TargetRegion(name: "westeurope")], tags: [:])))
         _ = try await b.getImageVersion(version)
         _ = try await b.listImageVersions(definition.id)
+        _ = try await b.listImageDefinitions(gallery)
+        try await s.finish(try await b.updateImageVersion(version, targetRegions: [TargetRegion(name: "westeurope"), TargetRegion(name: "northeurope", storageAccountType: "Standard_ZRS")],
+                                                          excludeFromLatest: true))
+        #expect(try await b.getImageVersion(version).excludeFromLatest)
         try await s.finish(try await b.deleteImageVersion(version))
+        try await s.finish(try await b.deleteImageDefinition(definition.id))
 
         // Retirement and cleanup.
         try await s.finish(try await b.deleteCustomImage(image))
@@ -196,7 +201,8 @@ struct BackendRequestSpecTests {
                          "CustomImages_Get", "CustomImages_List", "CustomImages_Delete", "Deployments_ListByResourceGroup", "Deployments_Delete",
                          "Galleries_CreateOrUpdate", "Galleries_Get", "GalleryImages_CreateOrUpdate", "GalleryImages_Get",
                          "GalleryImageVersions_CreateOrUpdate", "GalleryImageVersions_Get", "GalleryImageVersions_ListByGalleryImage",
-                         "GalleryImageVersions_Delete", "StorageAccounts_GetProperties"] {
+                         "GalleryImageVersions_Delete", "GalleryImageVersions_Update", "GalleryImages_ListByGallery", "GalleryImages_Delete",
+                         "StorageAccounts_GetProperties"] {
             #expect(covered.contains(expected), "no request matched \(expected); covered: \(covered.sorted())")
         }
         // Nothing secret in any URL, and tokens only in Authorization headers.

@@ -48,9 +48,15 @@ struct GalleryRunTests {
                                                 "--definition", "Linux-Ubuntu-22.04-LTS", "--image-version", "1.0.0", "--os", "linux"], environment: Self.env)
             #expect(foreign.status == 0, "\(foreign)")
 
+            let plan = try ImageFactory.run(["plan", "--repo", repo.path], environment: Self.env)
+            #expect(plan.status == 0, "\(plan)")
+            #expect(plan.stdout.contains("gallery Contoso.Images:") && plan.stdout.contains("ensureImageDefinition") && plan.stdout.contains("publishVersion"), "\(plan.stdout)")
+
             let first = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.env)
             #expect(first.status == 0, "\(first)")
             #expect(first.stdout.contains("retrying that region alone"), "\(first.stdout)")
+            let images = try ImageFactory.run(["images", "--gallery", "Contoso.Images", "--repo", repo.path], environment: Self.env)
+            #expect(images.status == 0 && images.stdout.contains("Linux-Ubuntu-22.04-LTS") && images.stdout.contains("northeurope completed"), "\(images)")
             var show = try Self.show(["--repo", repo.path])
             let gallery = try #require(show.galleries.first { $0.name == "Contoso.Images" })
             #expect(gallery.definitions.map(\.name).sorted() == ["Linux-Ubuntu-22.04-LTS", "Windows-Server-2022-Datacenter"])
