@@ -121,7 +121,8 @@ extension LocalCloud {
         guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) && Int($0).map { $0 <= Int32.max } == true }) else {
             throw CloudError(status: 400, code: "InvalidParameter", message: "The gallery image version name '\(id.version)' is invalid: use Major.Minor.Patch with 32-bit integers.")
         }
-        let fails = await injected(.gallery, "\(id.definition.name)/\(id.version)", "operationFailure")
+        // Drawn per definition (the n-th creation in a definition gets the n-th draw), so a seed gives the same faults whatever the version numbers.
+        let fails = await injected(.gallery, "\(id.definition.gallery.name)/\(id.definition.name)", "operationFailure")
         return try await perform("createImageVersion", kind: .gallery, write: true, subscription: id.definition.gallery.subscriptionId, lab: nil, resource: "\(id.definition.gallery.name)/\(id.definition.name)/\(id.version)") {
             let now = self.clock.now()
             let blob = try await self.db.read { db -> BlobRecord in

@@ -118,6 +118,23 @@ struct GalleryRunTests {
         }
     }
 
+    @Test("a version that failed as a whole is deleted and made again: the run succeeds with one version per definition")
+    func versionFailedAsAWhole() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            try repo.commit(["Configuration/Labs.json": try Self.labsWithGallery(repo)], message: "Publish to a gallery")
+            // Seed 2: the first version made in one of the two definitions fails as a whole (drawn per definition, whatever the version number).
+            var environment = Self.env
+            environment["IMAGEFACTORY_LOCAL_FAULTS"] = "seed=2;gallery.operationFailure=0.5"
+            let run = try ImageFactory.run(["run", "--repo", repo.path], environment: environment)
+            #expect(run.status == 0, "\(run)")
+            #expect(run.stdout.contains("failed as a whole; deleting it to make it again"), "the fault happened: \(run.stdout)")
+            let definitions = try #require(try Self.show(["--repo", repo.path]).galleries.first).definitions
+            #expect(definitions.count == 2 && definitions.allSatisfy { $0.versions.count == 1 && $0.versions[0].replication.allSatisfy { $0.state == "Completed" } },
+                    "\(definitions.map { ($0.name, $0.versions.map(\.name)) })")
+        }
+    }
+
     @Test("a run killed while a version replicates converges on the next run with no second version")
     func killedDuringReplication() throws {
         try FixtureRepository.with { repo in
