@@ -3,6 +3,9 @@ import Foundation
 
 /// One handler per kind of action: what each does against the backend, through the client.
 struct ActionHandlers: Sendable {
+    /// How many times a distribution starts its copy before it fails.
+    static let copyAttempts = 3
+
     let client: CloudClient
     let runID: String
     let timeoutSeconds: Double
@@ -162,8 +165,20 @@ struct ActionHandlers: Sendable {
                 try await client.call { try await backend.abortBlobCopy(destination) }
             } catch let error as CloudError where error.code == "NoPendingCopyOperation" {}
         }
-        _ = try await client.call { try await backend.startBlobCopy(from: spec.source, to: destination) }
-        let copied = try await waitForCopy(destination, what: "Copy of \(name) to \(labName)")
+        // A copy that fails part-way (the service lost the source, a time-out) is started again, a few times,
+        // before the distribution fails: the failed copy's blob is deleted by `waitForCopy` first.
+        var copied: BlobProperties
+        var attempt = 0
+        while true {
+            attempt += 1
+            _ = try await client.call { try await backend.startBlobCopy(from: spec.source, to: destination) }
+            do {
+                copied = try await waitForCopy(destination, what: "Copy of \(name) to \(labName)")
+                break
+            } catch let error as CloudError where error.code == "CopyFailed" && attempt < Self.copyAttempts {
+                events(.note("Copy of \(name) to \(labName) failed (\(error.message)); copying again (\(attempt + 1) of \(Self.copyAttempts))"))
+            }
+        }
         if let expectedMD5, copied.contentMD5 != expectedMD5 {
             try? await client.call { try await backend.deleteBlob(destination) }
             throw CloudError(status: 500, code: "Md5Mismatch", message: "The copy of \(name) in \(labName) has MD5 \(copied.contentMD5 ?? "none"), expected \(expectedMD5).")

@@ -136,7 +136,7 @@ struct AzureBackendRunTests {
         return try JSONDecoder().decode(Inventory.self, from: Data(result.stdout.utf8))
     }
 
-    @Test("run --backend azure against local serve with 503s, a small write bucket, short tokens and paged lists equals the local run")
+    @Test("run --backend azure against local serve with 503s, failed copies, a small write bucket, short tokens and paged lists equals the local run")
     func sampleFactoryOverREST() throws {
         try FixtureRepository.with { repo in
             try repo.commitSampleConfiguration()
@@ -144,7 +144,7 @@ struct AzureBackendRunTests {
             #expect(try ImageFactory.run(["local", "init", "--repo", repo.path, "--state-dir", state.path],
                                          environment: ["IMAGEFACTORY_LOCAL_LATENCY": "instant"]).status == 0)
             let served = try ServedCloud(stateDirectory: state, arguments: ["--page-size", "2", "--token-lifetime", "6", "--quiet"],
-                                         environment: ["IMAGEFACTORY_LOCAL_FAULTS": "seed=11;*.transient=0.08", "IMAGEFACTORY_LOCAL_THROTTLE": "30/15"])
+                                         environment: ["IMAGEFACTORY_LOCAL_FAULTS": "seed=11;*.transient=0.08;copy.copyFailure=0.15", "IMAGEFACTORY_LOCAL_THROTTLE": "30/15"])
             defer { served.stop() }
 
             let reportFile = repo.url("out/azure-run.json")
