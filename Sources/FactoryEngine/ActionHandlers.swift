@@ -29,7 +29,7 @@ struct ActionHandlers: Sendable {
         case .retireImage(let spec): try await retireImage(spec)
         case .ensureGallery(let spec): try await ensureGallery(spec)
         case .ensureImageDefinition(let spec): try await ensureImageDefinition(spec)
-        case .publishVersion(let spec): try await publishVersion(spec)
+        case .publishVersion(let spec): try await publishVersion(spec, actionID: action.id)
         case .retireVersion(let spec): try await retireVersion(spec)
         case .deleteImageDefinition(let id): try await deleteImageDefinition(id)
         }

@@ -18,9 +18,12 @@ public struct ExecutionOptions: Sendable {
 /// Shared state of one execution: the records made by this run's captures, by capture action id.
 actor ExecutionState {
     var captured: [String: VhdRecord] = [:]
+    var published: [String: GalleryImageVersion] = [:]
 
     func addCapture(_ actionID: String, _ record: VhdRecord) { captured[actionID] = record }
     func capture(_ actionID: String) -> VhdRecord? { captured[actionID] }
+    /// The gallery version a publish action saw last (its replication per region), for the reports.
+    func addPublished(_ actionID: String, _ version: GalleryImageVersion) { published[actionID] = version }
 }
 
 /// Executes a plan, and nothing but the plan: every action carries what it needs. One
@@ -81,7 +84,8 @@ public struct FactoryExecutor: Sendable {
                             try await handlers.perform(action)
                         }
                     }
-                    let result = ActionResult(action: action, outcome: .succeeded, message: nil, start: start, end: clock.now())
+                    let result = ActionResult(action: action, outcome: .succeeded, message: nil, start: start, end: clock.now(),
+                                              published: await state.published[action.id])
                     events(.actionFinished(result))
                     return result
                 } catch {
@@ -91,7 +95,8 @@ public struct FactoryExecutor: Sendable {
                     case is CancellationError: message = "canceled"
                     default: message = "\(error)"
                     }
-                    let result = ActionResult(action: action, outcome: .failed, message: message, start: start, end: clock.now())
+                    let result = ActionResult(action: action, outcome: .failed, message: message, start: start, end: clock.now(),
+                                              published: await state.published[action.id])
                     events(.actionFinished(result))
                     return result
                 }

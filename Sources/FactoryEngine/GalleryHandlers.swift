@@ -33,7 +33,7 @@ extension ActionHandlers {
         try await client.wait(for: handle, timeout: timeoutSeconds)
     }
 
-    func publishVersion(_ spec: GalleryPublishSpec) async throws {
+    func publishVersion(_ spec: GalleryPublishSpec, actionID: String) async throws {
         let backend = self.backend
         let version: String
         if let planned = spec.version {
@@ -64,6 +64,7 @@ extension ActionHandlers {
                 throw FactoryError(.workFailed, "Gallery version \(label) exists and is not the factory's (no ImagePath tag); it was left alone.")
             }
             let settled = try await waitForReplication(id, label: label)
+            await state.addPublished(actionID, settled)
             let sourceFailed = settled.replication.contains { Location.normalize($0.region) == Location.normalize(spec.location) && $0.state.lowercased() == "failed" }
             if sourceFailed || (settled.provisioningState.lowercased() == "failed" && settled.failedRegions.isEmpty) {
                 // Failed as a whole: delete it and make it again.

@@ -9,14 +9,17 @@ public struct ActionResult: Codable, Sendable, Equatable {
     public var message: String?
     public var start: Date
     public var end: Date
+    /// For a gallery publish: the version it published (or last saw) and each region's replication.
+    public var published: GalleryImageVersion?
     public var duration: Double { end.timeIntervalSince(start) }
 
-    public init(action: PlanAction, outcome: Outcome, message: String?, start: Date, end: Date) {
+    public init(action: PlanAction, outcome: Outcome, message: String?, start: Date, end: Date, published: GalleryImageVersion? = nil) {
         self.action = action
         self.outcome = outcome
         self.message = message
         self.start = start
         self.end = end
+        self.published = published
     }
 }
 

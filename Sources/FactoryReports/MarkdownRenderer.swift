@@ -23,11 +23,19 @@ public enum MarkdownRenderer {
             guard !actions.isEmpty else { continue }
             md += "| \(stage.rawValue) | \(actions.filter { $0.result == .succeeded }.count) | \(actions.filter { $0.result == .failed }.count) | \(actions.filter { $0.result == .skipped }.count) |\n"
         }
-        let distributed = report.actions.filter { $0.stage == .distribute && $0.result == .succeeded }
+        let distributed = report.actions.filter { $0.stage == .distribute && $0.result == .succeeded && ($0.kind == .distributeImage || $0.kind == .repairImage) }
         if !distributed.isEmpty {
             md += "\n### Images delivered\n\n| Lab | Image | Path |\n|---|---|---|\n"
             for action in distributed.sorted(by: { ($0.target ?? "", $0.imageName ?? "") < ($1.target ?? "", $1.imageName ?? "") }) {
                 md += "| \(cell(action.target ?? "")) | \(cell(action.imageName ?? "")) | \(cell(action.imagePath ?? ""))\(action.crossRegion == true ? " (cross-region)" : "") |\n"
+            }
+        }
+        let published = report.actions.filter { $0.kind == .publishVersion }
+        if !published.isEmpty {
+            md += "\n### Gallery versions\n\n| Gallery | Path | Version | Regions |\n|---|---|---|---|\n"
+            for action in published.sorted(by: { ($0.target ?? "", $0.imagePath ?? "") < ($1.target ?? "", $1.imagePath ?? "") }) {
+                let regions = (action.replication ?? []).map { "\($0.region) \($0.state.lowercased() == "completed" ? "✓" : $0.state.lowercased())" }.joined(separator: ", ")
+                md += "| \(cell(action.target ?? "")) | \(cell(action.imagePath ?? "")) | \(cell(action.galleryVersion ?? "-")) | \(cell(regions.isEmpty ? (action.result == .succeeded ? "✓" : "-") : regions)) |\n"
             }
         }
         if failed > 0 {

@@ -29,6 +29,9 @@ public struct RunReport: Codable, Sendable, Equatable {
         public var error: String?
         public var reason: String
         public var crossRegion: Bool?
+        /// For a gallery publish: the version and each region's replication state when the action ended.
+        public var galleryVersion: String?
+        public var replication: [RegionReplication]?
     }
 
     public var formatVersion: Int
@@ -74,7 +77,8 @@ public struct RunReport: Codable, Sendable, Equatable {
         actions = summary.results.map {
             Action(id: $0.action.id, stage: $0.action.stage, kind: $0.action.kind, target: $0.action.lab, imagePath: $0.action.imagePath,
                    imageName: $0.action.imageName, result: $0.outcome, durationSeconds: ($0.duration * 1000).rounded() / 1000,
-                   error: $0.outcome == .succeeded ? nil : $0.message, reason: $0.action.reason, crossRegion: $0.action.crossRegion)
+                   error: $0.outcome == .succeeded ? nil : $0.message, reason: $0.action.reason, crossRegion: $0.action.crossRegion,
+                   galleryVersion: $0.published?.id.version, replication: $0.published?.replication)
         }
         diagnostics = summary.diagnostics
         result = RunReport.classify(actions: actions, diagnostics: diagnostics)

@@ -52,9 +52,17 @@ struct GalleryRunTests {
             #expect(plan.status == 0, "\(plan)")
             #expect(plan.stdout.contains("gallery Contoso.Images:") && plan.stdout.contains("ensureImageDefinition") && plan.stdout.contains("publishVersion"), "\(plan.stdout)")
 
-            let first = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.env)
+            let first = try ImageFactory.run(["run", "--repo", repo.path, "--report-json", repo.url("out/run.json").path, "--summary-md", repo.url("out/run.md").path],
+                                             environment: Self.env)
             #expect(first.status == 0, "\(first)")
             #expect(first.stdout.contains("retrying that region alone"), "\(first.stdout)")
+            // The reports show each published version with its regions.
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: repo.url("out/run.json"))) as? [String: Any])
+            let publishes = (report["actions"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "publishVersion" }
+            #expect(publishes.count == 2 && publishes.allSatisfy { $0["target"] as? String == "gallery Contoso.Images" && $0["galleryVersion"] is String })
+            #expect(publishes.allSatisfy { ($0["replication"] as? [[String: Any]] ?? []).contains { $0["region"] as? String == "northeurope" && $0["state"] as? String == "Completed" } })
+            let markdown = try String(contentsOf: repo.url("out/run.md"), encoding: .utf8)
+            #expect(markdown.contains("### Gallery versions") && markdown.contains("northeurope ✓"), "\(markdown)")
             let images = try ImageFactory.run(["images", "--gallery", "Contoso.Images", "--repo", repo.path], environment: Self.env)
             #expect(images.status == 0 && images.stdout.contains("Linux-Ubuntu-22.04-LTS") && images.stdout.contains("northeurope completed"), "\(images)")
             var show = try Self.show(["--repo", repo.path])
