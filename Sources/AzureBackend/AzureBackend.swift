@@ -161,6 +161,14 @@ public final class AzureBackend: CloudBackend {
             do {
                 let response = try await arm("GET", url: url)
                 if response.status == 202 { return .inProgress(retryAfter: AzureHTTPClient.retryAfter(response) ?? 5) }
+                // Some providers' Location (DevTest Labs' Operations_Get) answers 200 with the operation's status.
+                if let json = try? Self.object(response), let status = (json["status"] as? String)?.lowercased() {
+                    switch status {
+                    case "succeeded": return .succeeded
+                    case "failed", "canceled", "cancelled": return .failed(Self.operationError(json, status: status))
+                    default: return .inProgress(retryAfter: AzureHTTPClient.retryAfter(response) ?? 5)
+                    }
+                }
                 return .succeeded
             } catch let error as CloudError where !error.isTransient && !error.isUnavailable {
                 return .failed(error)

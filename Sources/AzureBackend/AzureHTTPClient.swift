@@ -103,7 +103,9 @@ public final class AzureHTTPClient: Sendable {
             do {
                 bearer = try await authorize(&wire, request.auth)
             } catch let error as AuthenticationError {
-                throw CloudError(status: 401, code: "AuthenticationFailed", message: error.message + (error.hint.map { " \($0)" } ?? ""))
+                // A refusal is exit 3; a token service that was only unavailable is worth another try later.
+                throw CloudError(status: error.transient ? 503 : 401, code: error.transient ? "SignInUnavailable" : "AuthenticationFailed",
+                                 message: error.message + (error.hint.map { " \($0)" } ?? ""))
             }
             if limited, let subscription = request.subscription {
                 try await limiter.acquireWrite(subscription)
@@ -123,6 +125,10 @@ public final class AzureHTTPClient: Sendable {
                 logger.debug("retrying after a transport error", metadata: ["error": "\(error.message)", "attempt": "\(attempt)"])
                 try await clock.sleep(seconds: backoff(attempt))
                 continue
+            } catch {
+                // Cancellation or anything else: the write's slot is given back before the error goes up.
+                if limited, let subscription = request.subscription { await limiter.releaseWrite(subscription, throttledFor: nil, remaining: nil) }
+                throw error
             }
             let remaining = response.header("x-ms-ratelimit-remaining-subscription-writes").flatMap(Int.init)
             let status = response.status

@@ -76,7 +76,7 @@ public enum CredentialFactory {
             else if env("AZURE_FEDERATED_TOKEN_FILE") != nil { configured = .workloadIdentity }
             else if env("ACTIONS_ID_TOKEN_REQUEST_URL") != nil && env("AZURE_CLIENT_ID") != nil { configured = .githubOIDC }
             else if env("SYSTEM_OIDCREQUESTURI") != nil && env("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID") != nil { configured = .azureDevOpsOIDC }
-            else if env("IDENTITY_ENDPOINT") != nil { configured = .managedIdentity }
+            else if env("IDENTITY_ENDPOINT") != nil && env("IDENTITY_HEADER") != nil { configured = .managedIdentity }
             else { configured = nil }
             if let configured { return try make(mode: configured, profile: profile, environment: environment, transport: transport, clock: clock) }
             var links: [any TokenCredential] = [

@@ -40,10 +40,13 @@ public struct AuthenticationError: Error, Sendable, CustomStringConvertible, Loc
     public var mode: AuthMode
     public var message: String
     public var hint: String?
-    public init(_ mode: AuthMode, _ message: String, hint: String? = nil) {
+    /// The token service was unavailable (not a refusal): a later try may work.
+    public var transient: Bool
+    public init(_ mode: AuthMode, _ message: String, hint: String? = nil, transient: Bool = false) {
         self.mode = mode
         self.message = Redaction.text(message)
         self.hint = hint
+        self.transient = transient
     }
     public var description: String { "\(mode.rawValue): \(message)" }
     public var errorDescription: String? { description }
@@ -85,20 +88,23 @@ enum TokenHTTP {
             attempt += 1
             do {
                 let response = try await transport.send(request, timeout: timeout)
-                if (response.status == 429 || response.status >= 500) && attempt < 4 {
-                    try await Task.sleep(nanoseconds: UInt64(0.2 * Double(attempt) * 1_000_000_000))
+                if Self.retriable(response.status) && attempt < 4 {
+                    try await Task.sleep(nanoseconds: UInt64(0.5 * pow(2, Double(attempt - 1)) * 1_000_000_000))
                     continue
                 }
                 return response
             } catch let error as TransportError {
-                if attempt < 3 && !error.isTimeout {
-                    try await Task.sleep(nanoseconds: UInt64(0.2 * Double(attempt) * 1_000_000_000))
+                if attempt < 3 {
+                    try await Task.sleep(nanoseconds: UInt64(0.5 * pow(2, Double(attempt - 1)) * 1_000_000_000))
                     continue
                 }
-                throw AuthenticationError(mode, "\(error.message)")
+                throw AuthenticationError(mode, "\(error.message)", transient: true)
             }
         }
     }
+
+    /// What token services answer while they are busy or updating (IMDS gives 410 for up to 70 s).
+    static func retriable(_ status: Int) -> Bool { status == 404 || status == 408 || status == 410 || status == 429 || status >= 500 }
 
     /// An OAuth token response (Entra v2, v1, IMDS and App Service shapes), or its error as Entra words it.
     static func parse(_ response: HTTPResponseData, mode: AuthMode, now: Date, what: String) throws -> AccessToken {
@@ -107,7 +113,7 @@ enum TokenHTTP {
             let description = json["error_description"] as? String ?? (json["error"] as? [String: Any])?["message"] as? String
                 ?? json["message"] as? String ?? String(decoding: response.body.prefix(300), as: UTF8.self)
             let code = json["error"] as? String ?? (json["error"] as? [String: Any])?["code"] as? String ?? "HTTP \(response.status)"
-            throw AuthenticationError(mode, "\(what) answered \(response.status) \(code): \(description)")
+            throw AuthenticationError(mode, "\(what) answered \(response.status) \(code): \(description)", transient: retriable(response.status))
         }
         guard let token = json["access_token"] as? String, !token.isEmpty else {
             throw AuthenticationError(mode, "\(what) answered without an access_token.")
@@ -257,7 +263,7 @@ struct FederatedCredential: TokenCredential {
             }
             let response = try await TokenHTTP.send(HTTPRequestData(method: "POST", url: full, headers: [
                 ("Authorization", "Bearer \(accessToken)"), ("Content-Type", "application/json"), ("Accept", "application/json"),
-                ("User-Agent", AzureHTTPClient.userAgent),
+                ("X-TFS-FedAuthRedirect", "Suppress"), ("User-Agent", AzureHTTPClient.userAgent),
             ], body: Data("{}".utf8)), mode: mode, transport: endpoint.transport)
             return try Self.field(response, "oidcToken", mode: mode, what: "Azure Pipelines' OIDC token request",
                                   hint: "Run the step in an AzureCLI@2 / AzurePowerShell task or map SYSTEM_ACCESSTOKEN: $(System.AccessToken), with a workload-identity service connection.")
@@ -320,11 +326,17 @@ struct ManagedIdentityCredential: TokenCredential {
             what = "IMDS (\(base))"
         }
         let response: HTTPResponseData
-        do {
-            response = try await transport.send(request, timeout: timeout)
-        } catch let error as TransportError {
-            throw AuthenticationError(mode, "\(what) did not answer: \(error.message)",
-                                      hint: "Managed identity works on an Azure VM, scale set, App Service or container with an identity assigned.")
+        if timeout < 5 {
+            // `auto`'s quick probe: one try, so a machine without IMDS moves on at once.
+            do {
+                response = try await transport.send(request, timeout: timeout)
+            } catch let error as TransportError {
+                throw AuthenticationError(mode, "\(what) did not answer: \(error.message)",
+                                          hint: "Managed identity works on an Azure VM, scale set, App Service or container with an identity assigned.")
+            }
+        } else {
+            // Retried as azure-identity does: IMDS answers 410 while it updates, and 404/429/5xx when busy.
+            response = try await TokenHTTP.send(request, mode: mode, transport: transport, timeout: timeout)
         }
         return try TokenHTTP.parse(response, mode: mode, now: clock.now(), what: what)
     }
@@ -386,6 +398,8 @@ struct AzureCLICredential: TokenCredential {
             }
             do {
                 try process.run()
+                // A hung az would stall every sign-in: stop it after 30 s (its exit status then says so).
+                DispatchQueue.global().asyncAfter(deadline: .now() + 30) { if process.isRunning { process.terminate() } }
             } catch {
                 continuation.resume(throwing: AuthenticationError(.azureCLI, "Cannot run '\(executable)': \(error)", hint: "Install the Azure CLI or put az on PATH."))
             }

@@ -15,6 +15,9 @@ public struct PermissionCheck: Sendable {
         public var dataActions: [String]
         /// The built-in role that grants them (least privilege that needs no custom role).
         public var role: String
+        /// `Namespace/type/name` of a resource to ask about, so a role assigned on the resource
+        /// alone (a storage account, a lab) is seen; nil asks at the resource group.
+        public var resource: String? = nil
     }
 
     /// The answer for one scope: the actions the identity lacks (empty when all is well).
@@ -23,11 +26,13 @@ public struct PermissionCheck: Sendable {
         public var missing: [String]
         public var error: String?
         public var ok: Bool { missing.isEmpty && error == nil }
-        public var resourceID: String { "/subscriptions/\(scope.subscriptionId)/resourceGroups/\(scope.resourceGroup)" }
+        public var resourceID: String {
+            "/subscriptions/\(scope.subscriptionId)/resourceGroups/\(scope.resourceGroup)" + (scope.resource.map { "/providers/\($0)" } ?? "")
+        }
     }
 
     /// The scopes of a factory: the factory lab's group, each target lab's group, each storage account's group.
-    public static func scopes(factory: Lab, targets: [Lab], storageAuth: StorageAuthMode) -> [Scope] {
+    public static func scopes(factory: Lab, targets: [Lab], storageAuth: StorageAuthMode, galleries: [GalleryTarget] = []) -> [Scope] {
         var scopes = [Scope(what: "factory lab \(factory.id.name)", subscriptionId: factory.id.subscriptionId, resourceGroup: factory.id.resourceGroup,
                             actions: ["Microsoft.DevTestLab/labs/read", "Microsoft.DevTestLab/labs/virtualMachines/write",
                                       "Microsoft.DevTestLab/labs/virtualMachines/delete", "Microsoft.DevTestLab/labs/virtualMachines/start/action",
@@ -39,7 +44,7 @@ public struct PermissionCheck: Sendable {
             scopes.append(Scope(what: "target lab \(lab.id.name)", subscriptionId: lab.id.subscriptionId, resourceGroup: lab.id.resourceGroup,
                                 actions: ["Microsoft.DevTestLab/labs/read", "Microsoft.DevTestLab/labs/customImages/write",
                                           "Microsoft.DevTestLab/labs/customImages/delete"],
-                                dataActions: [], role: "Contributor"))
+                                dataActions: [], role: "Contributor", resource: "Microsoft.DevTestLab/labs/\(lab.id.name)"))
         }
         for lab in [factory] + targets {
             let account = lab.storageAccount
@@ -51,17 +56,25 @@ public struct PermissionCheck: Sendable {
                                     dataActions: ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
                                                   "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
                                                   "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"],
-                                    role: "Storage Blob Data Contributor"))
+                                    role: "Storage Blob Data Contributor", resource: "Microsoft.Storage/storageAccounts/\(account.name)"))
             case .key:
                 scopes.append(Scope(what: "storage account \(account.name) (\(lab.id.name))", subscriptionId: account.subscriptionId,
                                     resourceGroup: account.resourceGroup,
                                     actions: ["Microsoft.Storage/storageAccounts/read", "Microsoft.Storage/storageAccounts/listkeys/action"],
-                                    dataActions: [], role: "Storage Account Key Operator Service Role"))
+                                    dataActions: [], role: "Storage Account Key Operator Service Role", resource: "Microsoft.Storage/storageAccounts/\(account.name)"))
             }
+        }
+        for gallery in galleries {
+            // At the resource group: the gallery may not exist yet.
+            scopes.append(Scope(what: "gallery \(gallery.galleryName)", subscriptionId: gallery.subscriptionId, resourceGroup: gallery.resourceGroup,
+                                actions: ["Microsoft.Compute/galleries/read", "Microsoft.Compute/galleries/write", "Microsoft.Compute/galleries/images/write",
+                                          "Microsoft.Compute/galleries/images/delete", "Microsoft.Compute/galleries/images/versions/write",
+                                          "Microsoft.Compute/galleries/images/versions/delete"],
+                                dataActions: [], role: "Compute Gallery Artifacts Publisher (or Contributor)"))
         }
         // One finding per distinct scope and need.
         var seen = Set<String>()
-        return scopes.filter { seen.insert("\($0.subscriptionId)/\($0.resourceGroup)/\($0.actions)/\($0.dataActions)".lowercased()).inserted }
+        return scopes.filter { seen.insert("\($0.subscriptionId)/\($0.resourceGroup)/\($0.resource ?? "")/\($0.actions)/\($0.dataActions)".lowercased()).inserted }
     }
 
     /// Asks ARM what the identity may do at each scope.
@@ -69,9 +82,9 @@ public struct PermissionCheck: Sendable {
         var findings: [Finding] = []
         for scope in scopes {
             do {
-                let permissions = try await backend.armList(
-                    "/subscriptions/\(scope.subscriptionId)/resourcegroups/\(scope.resourceGroup)/providers/Microsoft.Authorization/permissions",
-                    apiVersion: AzureAPIVersions.authorization)
+                // Permissions_ListForResource (with no parent resource path) or Permissions_ListForResourceGroup.
+                let base = "/subscriptions/\(scope.subscriptionId)/resourcegroups/\(scope.resourceGroup)" + (scope.resource.map { "/providers/\($0)" } ?? "")
+                let permissions = try await backend.armList("\(base)/providers/Microsoft.Authorization/permissions", apiVersion: AzureAPIVersions.authorization)
                 let missing = scope.actions.filter { !allowed($0, permissions, data: false) }
                     + scope.dataActions.filter { !allowed($0, permissions, data: true) }
                 findings.append(Finding(scope: scope, missing: missing))

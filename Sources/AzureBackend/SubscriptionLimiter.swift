@@ -19,7 +19,7 @@ public actor SubscriptionLimiter {
         var window: Double
         var inFlight = 0
         var pausedUntil: Date?
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
         var throttles = 0
         var lowest: Double
         /// ARM's last word on the bucket: writes remaining, and when it said so.
@@ -75,8 +75,18 @@ public actor SubscriptionLimiter {
                 try await clock.sleep(seconds: wait)
                 continue
             }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                states[key, default: State(window: Double(maximum), lowest: Double(maximum))].waiters.append(continuation)
+            // Wait for a write to end; a cancelled task is woken at once and throws at the top of the loop.
+            let id = UUID()
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    if Task.isCancelled {
+                        continuation.resume()
+                    } else {
+                        states[key, default: State(window: Double(maximum), lowest: Double(maximum))].waiters[id] = continuation
+                    }
+                }
+            } onCancel: {
+                Task { await self.wake(key, id) }
             }
         }
     }
@@ -137,8 +147,13 @@ public actor SubscriptionLimiter {
 
     private func wakeWaiters(_ state: inout State) {
         // Wake everyone waiting: each re-checks the window (cheap; the waiters are at most maxConcurrentJobs).
-        let waiters = state.waiters
+        let waiters = state.waiters.values
         state.waiters.removeAll()
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Wakes one waiter (its task was cancelled).
+    private func wake(_ key: String, _ id: UUID) {
+        states[key]?.waiters.removeValue(forKey: id)?.resume()
     }
 }

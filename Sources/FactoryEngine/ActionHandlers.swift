@@ -31,7 +31,7 @@ struct ActionHandlers: Sendable {
         case .ensureImageDefinition(let spec): try await ensureImageDefinition(spec)
         case .publishVersion(let spec): try await publishVersion(spec, actionID: action.id)
         case .retireVersion(let spec): try await retireVersion(spec)
-        case .deleteImageDefinition(let id): try await deleteImageDefinition(id)
+        case .deleteImageDefinition(let spec): try await deleteImageDefinition(spec.definition, factoryTag: spec.factory)
         }
     }
 

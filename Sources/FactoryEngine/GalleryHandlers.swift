@@ -45,6 +45,12 @@ extension ActionHandlers {
             let data = try await client.call { try await backend.getBlob(spec.record) }
             version = GalleryVersioning.version(for: try VhdRecord.decode(data))
         }
+        if spec.labServices, let capture = spec.capture, let record = await state.capture(capture) {
+            let problems = GalleryTarget.labServicesProblems(record: record)
+            if !problems.isEmpty {
+                throw FactoryError(.workFailed, "\(spec.imagePath) is not published to \(spec.definition.gallery.name), a gallery for Azure Lab Services: " + problems.joined(separator: "; "))
+            }
+        }
         let id = GalleryImageVersionID(definition: spec.definition, version: version)
         let label = "\(spec.definition.gallery.name)/\(spec.definition.name)/\(version)"
         var remakes = 0
@@ -60,8 +66,8 @@ extension ActionHandlers {
                 try await createVersion(spec, id: id)
                 continue
             }
-            guard current.tags[FactoryTag.imagePath] != nil else {
-                throw FactoryError(.workFailed, "Gallery version \(label) exists and is not the factory's (no ImagePath tag); it was left alone.")
+            guard current.tags[FactoryTag.imagePath] != nil, current.tags[FactoryTag.factory].map({ $0 == spec.tags[FactoryTag.factory] }) ?? true else {
+                throw FactoryError(.workFailed, "Gallery version \(label) exists and is not this factory's; it was left alone.")
             }
             let settled = try await waitForReplication(id, label: label)
             await state.addPublished(actionID, settled)
@@ -70,7 +76,7 @@ extension ActionHandlers {
                 // Failed as a whole: delete it and make it again.
                 remakes += 1
                 guard remakes <= Self.versionRemakes else {
-                    throw FactoryError(.workFailed, "Gallery version \(label) failed as a whole \(remakes) times; it was deleted.")
+                    throw FactoryError(.workFailed, "Gallery version \(label) failed as a whole \(remakes) times; it is left as it is for a look, and the next run makes it again.")
                 }
                 events(.note("\(label): failed as a whole; deleting it to make it again (\(remakes) of \(Self.versionRemakes))"))
                 let deletion = try await client.call { try await backend.deleteImageVersion(id) }
@@ -90,12 +96,25 @@ extension ActionHandlers {
             events(.note(failed.isEmpty
                 ? "\(label): target regions changed; updating to \(spec.targetRegions.map(\.name).joined(separator: ", "))"
                 : "\(label): replication to \(failed.joined(separator: ", ")) failed; retrying \(failed.count == 1 ? "that region" : "those regions") alone"))
-            let update = try await client.call { try await backend.updateImageVersion(id, targetRegions: spec.targetRegions, excludeFromLatest: nil) }
-            do {
-                try await client.wait(for: update, timeout: timeoutSeconds)
-            } catch let error as CloudError where error.code == "ReplicationFailed" {
-                // The loop reads the version again and decides.
+            if failed.contains(where: { (regionRetries[$0] ?? 0) > 1 }) {
+                // Azure's advice when replicating again did not help: remove the failed regions, then add them back.
+                let without = spec.targetRegions.filter { region in !failed.contains { Location.normalize($0) == Location.normalize(region.name) } }
+                let removal = try await client.call { try await backend.updateImageVersion(id, targetRegions: without, excludeFromLatest: nil) }
+                try await waitTolerating(removal)
             }
+            let update = try await client.call { try await backend.updateImageVersion(id, targetRegions: spec.targetRegions, excludeFromLatest: nil) }
+            try await waitTolerating(update)
+        }
+    }
+
+    /// Waits for an operation on a version; a failure of the operation itself (a region failed, in
+    /// whatever words the service uses) is not the end: the caller reads the version and decides.
+    /// Sign-in and access failures, and cancellation, still end the action.
+    private func waitTolerating(_ handle: OperationHandle) async throws {
+        do {
+            try await client.wait(for: handle, timeout: timeoutSeconds)
+        } catch let error as CloudError where !error.isUnavailable && error.code != "OperationTimedOut" {
+            events(.note("the gallery operation ended with \(error.code): \(error.message)"))
         }
     }
 
@@ -106,12 +125,13 @@ extension ActionHandlers {
         let endOfLife = spec.endOfLife ?? spec.endOfLifeDays.map { clock.now().addingTimeInterval(Double($0) * 86_400) }
         let request = GalleryImageVersionRequest(id: id, location: spec.location, sourceVHD: spec.source, targetRegions: spec.targetRegions,
                                                  tags: tags, excludeFromLatest: spec.excludeFromLatest, endOfLife: endOfLife)
+        let handle: OperationHandle
         do {
-            let handle = try await client.call { try await backend.createImageVersion(request) }
-            try await client.wait(for: handle, timeout: timeoutSeconds)
-        } catch let error as CloudError where error.code == "ReplicationFailed" || error.status == 409 {
-            // A failed region, or a create that went through on an earlier try: the caller reads the version and decides.
+            handle = try await client.call { try await backend.createImageVersion(request) }
+        } catch let error as CloudError where error.status == 409 {
+            return  // a create that went through on an earlier try: the caller reads the version and decides
         }
+        try await waitTolerating(handle)
     }
 
     /// Polls a version until no region is replicating, reporting each region's progress when it changes.
@@ -123,8 +143,8 @@ extension ActionHandlers {
                                      hint: { $0.retryAfter }, done: { version in
             let text = version.replication.map { "\($0.region) \($0.state.lowercased())\($0.state.lowercased() == "replicating" ? " \($0.progress)%" : "")" }.joined(separator: ", ")
             if progress.changed(text) { events(.note("\(label): \(text)")) }
-            return !version.replication.isEmpty && !version.replication.contains { $0.state.lowercased() == "replicating" }
-                && !["creating", "updating"].contains(version.provisioningState.lowercased())
+            return ["succeeded", "failed", "canceled"].contains(version.provisioningState.lowercased())
+                && !version.replication.contains { $0.state.lowercased() == "replicating" }
         })
     }
 
@@ -134,9 +154,13 @@ extension ActionHandlers {
         do {
             version = try await client.call { try await backend.getImageVersion(spec.version) }
         } catch let error as CloudError where error.isNotFound { return }
-        // Never touch a version the factory did not make: check the tag again right before.
-        guard version.tags[FactoryTag.imagePath] != nil else {
-            throw FactoryError(.workFailed, "Gallery version \(spec.version.version) of \(spec.version.definition.name) has no ImagePath tag any more; it was left alone.")
+        // Never touch a version this factory did not make: check the tags again right before.
+        guard version.tags[FactoryTag.imagePath] != nil, version.tags[FactoryTag.factory] == spec.factory else {
+            throw FactoryError(.workFailed, "Gallery version \(spec.version.version) of \(spec.version.definition.name) is not this factory's (tags changed); it was left alone.")
+        }
+        // Nor the version this execution just published, whatever the plan said.
+        if await state.published.values.contains(where: { $0.id == spec.version }) {
+            throw FactoryError(.workFailed, "Gallery version \(spec.version.version) of \(spec.version.definition.name) was published by this run; it is not retired.")
         }
         let handle = spec.markOnly
             ? try await client.call { try await backend.updateImageVersion(spec.version, targetRegions: nil, excludeFromLatest: true) }
@@ -144,13 +168,13 @@ extension ActionHandlers {
         try await client.wait(for: handle, timeout: timeoutSeconds)
     }
 
-    func deleteImageDefinition(_ id: GalleryImageDefinitionID) async throws {
+    func deleteImageDefinition(_ id: GalleryImageDefinitionID, factoryTag: String) async throws {
         let backend = self.backend
         let definition: GalleryImageDefinition
         do {
             definition = try await client.call { try await backend.getImageDefinition(id) }
         } catch let error as CloudError where error.isNotFound { return }
-        guard definition.tags[FactoryTag.managedBy] != nil else {
+        guard definition.tags[FactoryTag.managedBy] != nil, definition.tags[FactoryTag.factory] == factoryTag else {
             throw FactoryError(.workFailed, "Image definition \(id.name) was not made by the factory; it was left alone.")
         }
         let handle = try await client.call { try await backend.deleteImageDefinition(id) }

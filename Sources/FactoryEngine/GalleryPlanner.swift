@@ -29,6 +29,9 @@ enum GalleryPlanner {
 
     static func plan(_ configuration: FactoryConfiguration, inventory: Inventory, sources: [String: GalleryImageSource]) -> Result {
         var result = Result()
+        // Which factory made a gallery resource: factories sharing a gallery never touch each other's.
+        let factoryTag = inventory.factory.id.resourceId.lowercased()
+        let owned = [FactoryTag.managedBy: "ImageFactory", FactoryTag.factory: factoryTag]
         let labsFile = configuration.configDirectory.isEmpty ? ConfigurationLoader.labsFile : configuration.configDirectory + "/" + ConfigurationLoader.labsFile
         var nameCount: [String: Int] = [:]
         for g in configuration.galleries { nameCount[g.galleryName.lowercased(), default: 0] += 1 }
@@ -45,7 +48,7 @@ enum GalleryPlanner {
                 ensureGallery = id
                 result.actions.append(PlanAction(id: id, stage: .distribute,
                                                  operation: .ensureGallery(GallerySpec(gallery: target.id, location: target.location, description: description,
-                                                                                       tags: [FactoryTag.managedBy: "ImageFactory"])),
+                                                                                       tags: owned)),
                                                  reason: "gallery \(target.galleryName) does not exist yet"))
             }
             var currentDefinitions = Set<String>()
@@ -84,7 +87,7 @@ enum GalleryPlanner {
                     let id = "distribute/gallery/\(label)/definition/\(wanted.name)"
                     let definition = GalleryImageDefinition(
                         id: definitionID, location: target.location, osType: wanted.osType, osState: wanted.osState, publisher: wanted.publisher,
-                        offer: wanted.offer, sku: wanted.sku, provisioningState: "", tags: [FactoryTag.managedBy: "ImageFactory", FactoryTag.imagePath: path],
+                        offer: wanted.offer, sku: wanted.sku, provisioningState: "", tags: owned.merging([FactoryTag.imagePath: path]) { a, _ in a },
                         hyperVGeneration: wanted.hyperVGeneration, recommendedVCPUs: wanted.recommendedVCPUs,
                         recommendedMemoryGB: wanted.recommendedMemoryGB, endOfLife: wanted.endOfLife, description: template.description)
                     result.actions.append(PlanAction(id: id, stage: .distribute, operation: .ensureImageDefinition(GalleryDefinitionSpec(definition: definition, imagePath: path)),
@@ -111,8 +114,8 @@ enum GalleryPlanner {
                 } else if let version {
                     let found = existing?.versions.first { $0.id.version == version }
                     if let found {
-                        if found.tags[FactoryTag.imagePath] == nil {
-                            result.diagnostics.append(.error("Gallery \(target.galleryName): version \(version) of \(wanted.name) exists and was not made by the factory; \(path) cannot be published under that number.",
+                        if found.tags[FactoryTag.imagePath] == nil || found.tags[FactoryTag.factory] != factoryTag {
+                            result.diagnostics.append(.error("Gallery \(target.galleryName): version \(version) of \(wanted.name) exists and was not made by this factory; \(path) cannot be published under that number.",
                                                              file: labsFile, line: target.line, hint: "Delete or renumber that version."))
                             continue
                         }
@@ -137,19 +140,21 @@ enum GalleryPlanner {
                 publishByDefinition[key] = id
                 var tags = source.tags
                 tags[FactoryTag.record] = source.recordBlob.name
-                let spec = GalleryPublishSpec(definition: definitionID, imagePath: path, version: version, record: source.recordBlob, source: source.vhd,
+                tags[FactoryTag.factory] = factoryTag
+                var spec = GalleryPublishSpec(definition: definitionID, imagePath: path, version: version, record: source.recordBlob, source: source.vhd,
                                               location: target.location, targetRegions: regions, tags: tags, excludeFromLatest: target.excludeFromLatest,
                                               endOfLife: wanted.endOfLife, endOfLifeDays: target.endOfLifeDays, capture: source.captureAction)
+                spec.labServices = target.labServices
                 result.actions.append(PlanAction(id: id, stage: .distribute, operation: .publishVersion(spec), reason: reason, dependsOn: dependsOn))
             }
 
             // Retirement: only versions and definitions carrying the factory's tags.
             for definition in (observed?.definitions ?? []).sorted(by: { $0.definition.id.name < $1.definition.id.name }) {
                 let key = definition.definition.id.name.lowercased()
-                let owned = definition.versions.filter { $0.tags[FactoryTag.imagePath] != nil }
+                let mine = definition.versions.filter { $0.tags[FactoryTag.imagePath] != nil && $0.tags[FactoryTag.factory] == factoryTag }
                     .sorted { VersionNumber($0.id.version) > VersionNumber($1.id.version) }
                 var victims: [(GalleryImageVersion, String)] = []
-                for version in owned {
+                for version in mine {
                     let path = ImagePath.normalize(version.tags[FactoryTag.imagePath]!)
                     if configuration.template(at: path) == nil {
                         victims.append((version, "template \(path) no longer exists at this commit"))
@@ -157,13 +162,19 @@ enum GalleryPlanner {
                         victims.append((version, "gallery \(target.galleryName) no longer lists \(path)"))
                     }
                 }
-                let live = owned.filter { version in !victims.contains { $0.0.id == version.id } }
+                let live = mine.filter { version in !victims.contains { $0.0.id == version.id } }
+                func settled(_ v: GalleryImageVersion) -> Bool { v.isFullyReplicated || (v.replication.isEmpty && v.provisioningState == "Succeeded") }
                 // The current version counts as one kept once it is settled, or when this run publishes it:
                 // the retirements then depend on that publish, so they happen only once every region is complete.
                 let current = currentVersion[key]
-                let currentSettled = current.map { c in live.first { $0.id.version == c }.map { $0.isFullyReplicated || ($0.replication.isEmpty && $0.provisioningState == "Succeeded") } ?? false } ?? false
+                let currentSettled = current.map { c in live.first { $0.id.version == c }.map(settled) ?? false } ?? false
                 let keep = max(0, target.imagesToSave - (publishByDefinition[key] != nil || currentSettled ? 1 : 0))
-                for version in live.filter({ $0.id.version != current }).dropFirst(keep) {
+                let others = live.filter { $0.id.version != current }
+                // A failed older version is no fallback: it goes, and never counts as one of those kept.
+                for version in others where version.provisioningState.lowercased() == "failed" {
+                    victims.append((version, "version \(version.id.version) failed and is not the current one"))
+                }
+                for version in others.filter(settled).dropFirst(keep) {
                     victims.append((version, "older than the newest \(target.imagesToSave) of \(definition.definition.id.name)"))
                 }
                 var retirements: [String] = []
@@ -172,16 +183,19 @@ enum GalleryPlanner {
                     let id = "retire/gallery/\(label)/\(definition.definition.id.name)/\(version.id.version)"
                     retirements.append(id)
                     result.actions.append(PlanAction(id: id, stage: .retire,
-                                                     operation: .retireVersion(GalleryVersionRetirementSpec(version: version.id, imagePath: version.tags[FactoryTag.imagePath], markOnly: markOnly)),
+                                                     operation: .retireVersion(GalleryVersionRetirementSpec(version: version.id, imagePath: version.tags[FactoryTag.imagePath],
+                                                                                                            markOnly: markOnly, factory: factoryTag)),
                                                      reason: markOnly ? "\(why): marked exclude-from-latest now, deleted a run later" : why,
                                                      dependsOn: publishByDefinition[key].map { [$0] } ?? []))
                 }
                 // A definition the factory made goes once nothing is left in it and no template publishes to it.
                 let foreign = definition.versions.contains { $0.tags[FactoryTag.imagePath] == nil }
-                let allGo = victims.count == owned.count && victims.allSatisfy { !(target.retireMode == .excludeFromLatest && !$0.0.excludeFromLatest) }
-                if definition.definition.tags[FactoryTag.managedBy] != nil, !currentDefinitions.contains(key), !foreign, allGo {
+                let otherFactories = definition.versions.contains { $0.tags[FactoryTag.imagePath] != nil && $0.tags[FactoryTag.factory] != factoryTag }
+                let allGo = victims.count == mine.count && victims.allSatisfy { !(target.retireMode == .excludeFromLatest && !$0.0.excludeFromLatest) }
+                if definition.definition.tags[FactoryTag.managedBy] != nil, definition.definition.tags[FactoryTag.factory] == factoryTag,
+                   !currentDefinitions.contains(key), !foreign, !otherFactories, allGo {
                     result.actions.append(PlanAction(id: "retire/gallery/\(label)/definition/\(definition.definition.id.name)", stage: .retire,
-                                                     operation: .deleteImageDefinition(definition.definition.id),
+                                                     operation: .deleteImageDefinition(GalleryDefinitionDeletionSpec(definition: definition.definition.id, factory: factoryTag)),
                                                      reason: "no template publishes to image definition \(definition.definition.id.name) any more, and it is empty once its versions are retired",
                                                      dependsOn: retirements))
                 }

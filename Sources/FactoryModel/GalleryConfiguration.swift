@@ -239,6 +239,11 @@ extension GalleryTarget {
     /// `validate` instead (`GoldenImageTemplate.requestedDataDisks`).
     public func labServicesProblems(record: VhdRecord, vhdBytes: Int64? = nil) -> [String] {
         guard labServices else { return [] }
+        return Self.labServicesProblems(record: record, vhdBytes: vhdBytes)
+    }
+
+    /// Lab Services' rules for one image, whatever gallery asks.
+    public static func labServicesProblems(record: VhdRecord, vhdBytes: Int64? = nil) -> [String] {
         var problems: [String] = []
         if let bytes = record.sizeBytes ?? vhdBytes, bytes > Self.labServicesMaxOSDiskBytes + 512 {
             let gib = Double(bytes - 512) / 1_073_741_824

@@ -239,6 +239,8 @@ public struct GalleryPublishSpec: Codable, Sendable, Equatable {
     public var endOfLifeDays: Int?
     /// The capture in this plan that makes the record, when it is made in this run.
     public var capture: String?
+    /// The gallery is for Azure Lab Services: the record is checked against its rules before publishing.
+    public var labServices: Bool = false
 
     public init(definition: GalleryImageDefinitionID, imagePath: String, version: String?, record: BlobID, source: BlobID, location: String,
                 targetRegions: [TargetRegion], tags: [String: String], excludeFromLatest: Bool, endOfLife: Date?, endOfLifeDays: Int?, capture: String?) {
@@ -263,10 +265,24 @@ public struct GalleryVersionRetirementSpec: Codable, Sendable, Equatable {
     public var imagePath: String?
     /// Mark exclude-from-latest now, delete a run later (`RetireMode: ExcludeFromLatest`).
     public var markOnly: Bool
-    public init(version: GalleryImageVersionID, imagePath: String?, markOnly: Bool) {
+    /// The factory tag the version must still carry (`FactoryTag.factory`).
+    public var factory: String
+    public init(version: GalleryImageVersionID, imagePath: String?, markOnly: Bool, factory: String) {
         self.version = version
         self.imagePath = imagePath
         self.markOnly = markOnly
+        self.factory = factory
+    }
+}
+
+/// Delete an empty image definition this factory made.
+public struct GalleryDefinitionDeletionSpec: Codable, Sendable, Equatable {
+    public var definition: GalleryImageDefinitionID
+    /// The factory tag the definition must still carry (`FactoryTag.factory`).
+    public var factory: String
+    public init(definition: GalleryImageDefinitionID, factory: String) {
+        self.definition = definition
+        self.factory = factory
     }
 }
 
@@ -286,7 +302,7 @@ public enum PlanOperation: Sendable, Equatable {
     case ensureImageDefinition(GalleryDefinitionSpec)
     case publishVersion(GalleryPublishSpec)
     case retireVersion(GalleryVersionRetirementSpec)
-    case deleteImageDefinition(GalleryImageDefinitionID)
+    case deleteImageDefinition(GalleryDefinitionDeletionSpec)
 
     public var kind: ActionKind {
         switch self {
@@ -357,7 +373,7 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
         case .ensureImageDefinition(let s): s.definition.id.gallery
         case .publishVersion(let s): s.definition.gallery
         case .retireVersion(let s): s.version.definition.gallery
-        case .deleteImageDefinition(let id): id.gallery
+        case .deleteImageDefinition(let s): s.definition.gallery
         default: nil
         }
     }
@@ -412,7 +428,7 @@ public struct PlanAction: Sendable, Equatable, Identifiable {
         case .ensureImageDefinition(let s): "\(s.definition.id.gallery.name)/\(s.definition.id.name)"
         case .publishVersion(let s): "\(s.definition.gallery.name)/\(s.definition.name)/\(s.version ?? "(version from the capture)")"
         case .retireVersion(let s): "\(s.version.definition.gallery.name)/\(s.version.definition.name)/\(s.version.version)"
-        case .deleteImageDefinition(let id): "\(id.gallery.name)/\(id.name)"
+        case .deleteImageDefinition(let s): "\(s.definition.gallery.name)/\(s.definition.name)"
         default: nil
         }
     }
@@ -459,7 +475,7 @@ extension PlanAction: Codable {
         case .ensureImageDefinition: operation = .ensureImageDefinition(try c.decode(GalleryDefinitionSpec.self, forKey: .spec))
         case .publishVersion: operation = .publishVersion(try c.decode(GalleryPublishSpec.self, forKey: .spec))
         case .retireVersion: operation = .retireVersion(try c.decode(GalleryVersionRetirementSpec.self, forKey: .spec))
-        case .deleteImageDefinition: operation = .deleteImageDefinition(try c.decode(GalleryImageDefinitionID.self, forKey: .spec))
+        case .deleteImageDefinition: operation = .deleteImageDefinition(try c.decode(GalleryDefinitionDeletionSpec.self, forKey: .spec))
         }
     }
 
@@ -676,6 +692,9 @@ public enum FactoryTag {
     public static let managedBy = "ImageFactoryManaged"
     /// On gallery versions: the VHD record a version was published from.
     public static let record = "ImageFactoryRecord"
+    /// On galleries, definitions and versions: which factory made them (its lab's resource id,
+    /// lower case), so factories sharing a gallery never retire each other's versions.
+    public static let factory = "ImageFactoryFactory"
 }
 
 /// The factory's own state blobs in its container, beside the VHDs and records: never records,

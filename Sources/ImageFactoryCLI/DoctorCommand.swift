@@ -66,7 +66,7 @@ struct DoctorCommand: AsyncParsableCommand {
                     Console.out("  FAIL  lab \(lab.labName) in subscription \(lab.subscriptionId): not found, or the identity cannot read it (needs Reader at least).")
                 }
             }
-            let findings = await PermissionCheck.run(PermissionCheck.scopes(factory: factoryLab, targets: targets, storageAuth: azure.storageAuth), on: azure)
+            let findings = await PermissionCheck.run(PermissionCheck.scopes(factory: factoryLab, targets: targets, storageAuth: azure.storageAuth, galleries: configuration.galleries), on: azure)
             for finding in findings {
                 if finding.ok {
                     Console.out("  ok    \(finding.scope.what): \(finding.scope.actions.count + finding.scope.dataActions.count) permissions")

@@ -267,23 +267,32 @@ enum FactoryRun {
         } catch let exit as ExitCode {
             // Interrupted (Ctrl-C): the reports still say so.
             if exit.rawValue == FactoryExitCode.interrupted.rawValue, !dryRun {
-                console.finishStopped(CancellationError(), runID: runID, startedAt: startedAt)
+                console.finishStopped(CancellationError(), runID: runID, startedAt: startedAt, backend: await Self.backendReport(azure))
             }
             throw exit
         } catch {
             let exit = ErrorMapper.report(error, ci: ci)
-            if !dryRun { console.finishStopped(error, runID: runID, startedAt: startedAt) }
+            if !dryRun { console.finishStopped(error, runID: runID, startedAt: startedAt, backend: await Self.backendReport(azure)) }
             throw exit
         }
         var report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
         if let azure {
             let s = await azure.http.statistics()
-            report.backend = RunReport.Backend(kind: "azure", correlationId: azure.http.correlationID, armReads: s.armReads, armWrites: s.armWrites,
-                                               storageReads: s.storageReads, storageWrites: s.storageWrites, retries: s.retries, throttled: s.throttled)
+            report.backend = await Self.backendReport(azure)
             Console.err("Azure: \(s.armReads + s.armWrites) ARM requests (\(s.armWrites) writes), \(s.storageReads + s.storageWrites) Blob requests (\(s.storageWrites) writes), \(s.retries) retried (\(s.throttled) throttled); correlation id \(azure.http.correlationID)")
         }
         do { try console.finish(report, summary: summary) } catch { throw ErrorMapper.report(error, ci: ci) }
         if !summary.succeeded { throw ExitCode(FactoryExitCode.workFailed.rawValue) }
+    }
+}
+
+extension FactoryRun {
+    /// What a run sent to Azure, for the report (also of a run that stopped: support asks for the correlation id).
+    static func backendReport(_ azure: AzureBackend?) async -> RunReport.Backend? {
+        guard let azure else { return nil }
+        let s = await azure.http.statistics()
+        return RunReport.Backend(kind: "azure", correlationId: azure.http.correlationID, armReads: s.armReads, armWrites: s.armWrites,
+                                 storageReads: s.storageReads, storageWrites: s.storageWrites, retries: s.retries, throttled: s.throttled)
     }
 }
 
@@ -345,6 +354,7 @@ struct ImagesCommand: AsyncParsableCommand {
                 let observed = inventory.gallery(target.key)
                 let definitions = observed?.definitions ?? []
                 if factory.output.json { Console.out(try JSONOutput.encode(definitions)); return }
+                if let problem = observed?.problem { throw FactoryError(.backendUnavailable, problem, hint: "Grant the identity read access to \(target.resourceGroup).") }
                 guard observed?.gallery != nil else { Console.out("Gallery \(target.galleryName) does not exist yet: a run makes it."); return }
                 Console.out("Gallery \(target.galleryName) (\(target.location)): \(definitions.count) image definition\(definitions.count == 1 ? "" : "s")")
                 for d in definitions.sorted(by: { $0.definition.id.name < $1.definition.id.name }) {

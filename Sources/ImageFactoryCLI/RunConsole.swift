@@ -253,7 +253,7 @@ final class RunConsole: @unchecked Sendable {
     /// A run stopped before or while starting (invalid input, a busy factory, a stale plan, an
     /// unreachable backend): its reports are still written, with the error, so CI's test and
     /// summary publishing find them. Writing them must not hide the error, so failures here are ignored.
-    func finishStopped(_ error: Error, runID: String, startedAt: Date) {
+    func finishStopped(_ error: Error, runID: String, startedAt: Date, backend: RunReport.Backend? = nil) {
         let diagnostics: [Diagnostic]
         switch error {
         case let e as FactoryError: diagnostics = e.diagnostics
@@ -261,7 +261,8 @@ final class RunConsole: @unchecked Sendable {
         default: diagnostics = [.error(error.localizedDescription)]
         }
         let summary = RunSummary(runID: runID, commit: nil, results: [], diagnostics: diagnostics)
-        let report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
+        var report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
+        report.backend = backend
         if let path = options.reportJSON, let data = try? report.encoded() { try? write(data, to: path) }
         if let path = options.junit { try? write(Data(JUnitRenderer.render(report).utf8), to: path) }
         if let path = options.summaryMarkdown { try? write(Data(MarkdownRenderer.render(report).utf8), to: path) }

@@ -113,6 +113,7 @@ extension LocalServeService {
 
         // What the caller may do (imagefactory doctor)
         if m("\(rg)/providers/Microsoft.Authorization/permissions") != nil { return permissions(request) }
+        if m("\(rg)/providers/{ns}/{type}/{name}/providers/Microsoft.Authorization/permissions") != nil { return permissions(request) }
 
         // Storage accounts (management plane)
         if let p = m("\(sub)/providers/Microsoft.Storage/storageAccounts") { return try await listStorageAccounts(request, sub: p["sub"]!, rg: nil) }

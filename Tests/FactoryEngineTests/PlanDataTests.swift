@@ -26,9 +26,9 @@ struct PlanDataTests {
         let oldGallery = configuration.galleries[1].id
         let oldDefinition = GalleryImageDefinition(id: GalleryImageDefinitionID(gallery: oldGallery, name: "Win2016-Old"), location: "westeurope", osType: .windows,
                                                    osState: .generalized, publisher: "ImageFactory", offer: "Win2016", sku: "Old", provisioningState: "Succeeded",
-                                                   tags: [FactoryTag.managedBy: "ImageFactory"])
+                                                   tags: [FactoryTag.managedBy: "ImageFactory", FactoryTag.factory: inventory.factory.id.resourceId.lowercased()])
         let oldVersion = GalleryImageVersion(id: GalleryImageVersionID(definition: oldDefinition.id, version: "2026.1001.120000"), location: "westeurope",
-                                             provisioningState: "Succeeded", tags: [FactoryTag.imagePath: "Win2016/Old.json"],
+                                             provisioningState: "Succeeded", tags: [FactoryTag.imagePath: "Win2016/Old.json", FactoryTag.factory: inventory.factory.id.resourceId.lowercased()],
                                              targetRegions: [TargetRegion(name: "westeurope")], aggregatedReplicationState: "Completed",
                                              replication: [RegionReplication(region: "westeurope", state: "Completed", progress: 100)], createdAt: Observed.daysAgo(52))
         inventory.galleries = [
