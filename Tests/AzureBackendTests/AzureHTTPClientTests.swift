@@ -210,3 +210,36 @@ actor Peak {
     func enter() { current += 1; max = Swift.max(max, current) }
     func leave() { current -= 1 }
 }
+
+@Suite("Azure backend operations")
+struct AzureOperationTests {
+    @Test("a Location that answers 200 with a status (DevTest Labs' Operations_Get) is polled by that status")
+    func locationWithStatus() async throws {
+        let transport = ScriptedTransport { _, n in
+            switch n {
+            case 1: return .success(HTTPResponseData(status: 200, body: Data(#"{"status": "Running"}"#.utf8)))
+            case 2: return .success(HTTPResponseData(status: 200, body: Data(#"{"status": "Failed", "error": {"code": "ImageCreationFailed", "message": "The VHD is not a valid disk."}}"#.utf8)))
+            default: return .success(HTTPResponseData(status: 200, body: Data(#"{"id": "/x", "name": "x"}"#.utf8)))
+            }
+        }
+        let backend = AzureBackend(http: client(transport))
+        let handle = OperationHandle(id: "location https://management.azure.com/subscriptions/s1/providers/Microsoft.DevTestLab/locations/westeurope/operations/1?api-version=2018-09-15", retryAfter: 0)
+        guard case .inProgress = try await backend.pollOperation(handle) else { Issue.record("Running is in progress"); return }
+        guard case .failed(let error) = try await backend.pollOperation(handle) else { Issue.record("Failed is failed"); return }
+        #expect(error.code == "ImageCreationFailed")
+        #expect(try await backend.pollOperation(handle) == .succeeded, "a resource body (the final GET) is success")
+    }
+
+    @Test("a write waiting for a slot gives up when its task is cancelled, and the slot it never took is not lost")
+    func cancelledWaiter() async throws {
+        let limiter = SubscriptionLimiter(maximum: 1, clock: ManualClock(now: Date()))
+        try await limiter.acquireWrite("s")
+        let waiting = Task { try await limiter.acquireWrite("s") }
+        for _ in 0..<100 { await Task.yield() }
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        await limiter.releaseWrite("s", throttledFor: nil, remaining: nil)
+        try await limiter.acquireWrite("s")  // the one slot is free again
+        await limiter.releaseWrite("s", throttledFor: nil, remaining: nil)
+    }
+}
