@@ -63,13 +63,14 @@ struct EntraTokenEndpoint: Sendable {
     var url: URL { authorityHost.appendingPathComponent(tenantID).appendingPathComponent("oauth2/v2.0/token") }
 
     /// `POST /{tenant}/oauth2/v2.0/token` with a client-credentials form.
-    func request(mode: AuthMode, form: [(String, String)], now: Date) async throws -> AccessToken {
+    func request(mode: AuthMode, form: [(String, String)], clock: any FactoryClock) async throws -> AccessToken {
+        let now = clock.now()
         let body = form.map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&")
         let request = HTTPRequestData(method: "POST", url: url,
                                       headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"),
                                                 ("User-Agent", AzureHTTPClient.userAgent)],
                                       body: Data(body.utf8))
-        let response = try await TokenHTTP.send(request, mode: mode, transport: transport)
+        let response = try await TokenHTTP.send(request, mode: mode, transport: transport, clock: clock)
         return try TokenHTTP.parse(response, mode: mode, now: now, what: "Entra token endpoint \(Redaction.url(url))")
     }
 
@@ -82,20 +83,21 @@ struct EntraTokenEndpoint: Sendable {
 
 /// Token requests: a few quick retries on transient failures, then a clear error.
 enum TokenHTTP {
-    static func send(_ request: HTTPRequestData, mode: AuthMode, transport: any HTTPTransport, timeout: Double = 30) async throws -> HTTPResponseData {
+    static func send(_ request: HTTPRequestData, mode: AuthMode, transport: any HTTPTransport, clock: any FactoryClock,
+                     timeout: Double = 30) async throws -> HTTPResponseData {
         var attempt = 0
         while true {
             attempt += 1
             do {
                 let response = try await transport.send(request, timeout: timeout)
                 if Self.retriable(response.status) && attempt < 4 {
-                    try await Task.sleep(nanoseconds: UInt64(0.5 * pow(2, Double(attempt - 1)) * 1_000_000_000))
+                    try await clock.sleep(seconds: 0.5 * pow(2, Double(attempt - 1)))
                     continue
                 }
                 return response
             } catch let error as TransportError {
                 if attempt < 3 {
-                    try await Task.sleep(nanoseconds: UInt64(0.5 * pow(2, Double(attempt - 1)) * 1_000_000_000))
+                    try await clock.sleep(seconds: 0.5 * pow(2, Double(attempt - 1)))
                     continue
                 }
                 throw AuthenticationError(mode, "\(error.message)", transient: true)
@@ -153,7 +155,7 @@ struct ClientSecretCredential: TokenCredential {
 
     func getToken(scope: String) async throws -> AccessToken {
         try await endpoint.request(mode: mode, form: [("grant_type", "client_credentials"), ("client_id", clientID),
-                                                      ("client_secret", secret), ("scope", scope)], now: clock.now())
+                                                      ("client_secret", secret), ("scope", scope)], clock: clock)
     }
 }
 
@@ -204,7 +206,7 @@ struct ClientCertificateCredential: TokenCredential {
         return try await endpoint.request(mode: mode, form: [
             ("grant_type", "client_credentials"), ("client_id", clientID), ("scope", scope),
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion),
-        ], now: now)
+        ], clock: clock)
     }
 }
 
@@ -235,7 +237,7 @@ struct FederatedCredential: TokenCredential {
         return try await endpoint.request(mode: mode, form: [
             ("grant_type", "client_credentials"), ("client_id", clientID), ("scope", scope),
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion),
-        ], now: clock.now())
+        ], clock: clock)
     }
 
     func externalToken() async throws -> String {
@@ -253,7 +255,7 @@ struct FederatedCredential: TokenCredential {
             }
             let response = try await TokenHTTP.send(HTTPRequestData(method: "GET", url: full, headers: [
                 ("Authorization", "Bearer \(requestToken)"), ("Accept", "application/json"), ("User-Agent", AzureHTTPClient.userAgent),
-            ]), mode: mode, transport: endpoint.transport)
+            ]), mode: mode, transport: endpoint.transport, clock: clock)
             return try Self.field(response, "value", mode: mode, what: "GitHub's OIDC token request",
                                   hint: "Give the job `permissions: id-token: write`.")
         case .azureDevOps(let requestURI, let accessToken, let serviceConnectionID):
@@ -264,7 +266,7 @@ struct FederatedCredential: TokenCredential {
             let response = try await TokenHTTP.send(HTTPRequestData(method: "POST", url: full, headers: [
                 ("Authorization", "Bearer \(accessToken)"), ("Content-Type", "application/json"), ("Accept", "application/json"),
                 ("X-TFS-FedAuthRedirect", "Suppress"), ("User-Agent", AzureHTTPClient.userAgent),
-            ], body: Data("{}".utf8)), mode: mode, transport: endpoint.transport)
+            ], body: Data("{}".utf8)), mode: mode, transport: endpoint.transport, clock: clock)
             return try Self.field(response, "oidcToken", mode: mode, what: "Azure Pipelines' OIDC token request",
                                   hint: "Run the step in an AzureCLI@2 / AzurePowerShell task or map SYSTEM_ACCESSTOKEN: $(System.AccessToken), with a workload-identity service connection.")
         }
@@ -336,7 +338,7 @@ struct ManagedIdentityCredential: TokenCredential {
             }
         } else {
             // Retried as azure-identity does: IMDS answers 410 while it updates, and 404/429/5xx when busy.
-            response = try await TokenHTTP.send(request, mode: mode, transport: transport, timeout: timeout)
+            response = try await TokenHTTP.send(request, mode: mode, transport: transport, clock: clock, timeout: timeout)
         }
         return try TokenHTTP.parse(response, mode: mode, now: clock.now(), what: what)
     }
