@@ -143,6 +143,28 @@ struct GalleryRunTests {
         }
     }
 
+    @Test("RetireMode ExcludeFromLatest: an old version is first hidden from latest, and deleted a run later")
+    func excludeFromLatestFirst() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            try repo.commit(["Configuration/Labs.json": try Self.labsWithGallery(repo, imagePaths: ["Linux/Ubuntu 22.04 LTS.json"], imagesToSave: 1,
+                                                                                  retireMode: "ExcludeFromLatest")], message: "Publish to a gallery")
+            #expect(try ImageFactory.run(["run", "--repo", repo.path], environment: Self.env).status == 0)
+            let template = "Configuration/GoldenImages/Linux/Ubuntu 22.04 LTS.json"
+            let text = try String(contentsOf: repo.url(template), encoding: .utf8)
+            try repo.commit([template: text.replacingOccurrences(of: "\"contentVersion\": \"1.0.0.0\"", with: "\"contentVersion\": \"1.0.0.2\"")], message: "Change")
+            let second = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.env)
+            #expect(second.status == 0, "\(second)")
+            var versions = try #require(try Self.show(["--repo", repo.path]).galleries.first?.definitions.first).versions
+            #expect(versions.count == 2, "\(versions.map(\.name))")
+            #expect(versions.filter(\.excludeFromLatest).count == 1 && versions.first?.excludeFromLatest == true, "the older one is hidden from latest first")
+            let third = try ImageFactory.run(["run", "--repo", repo.path], environment: Self.env)
+            #expect(third.status == 0, "\(third)")
+            versions = try #require(try Self.show(["--repo", repo.path]).galleries.first?.definitions.first).versions
+            #expect(versions.count == 1 && versions[0].excludeFromLatest == false, "a run later it is deleted: \(versions.map(\.name))")
+        }
+    }
+
     @Test("a run killed while a version replicates converges on the next run with no second version")
     func killedDuringReplication() throws {
         try FixtureRepository.with { repo in
