@@ -167,11 +167,12 @@ struct ActionHandlers: Sendable {
         }
         // A copy that fails part-way (the service lost the source, a time-out) is started again, a few times,
         // before the distribution fails: the failed copy's blob is deleted by `waitForCopy` first.
+        let source = try await treeSource(spec, expectedMD5: expectedMD5)
         var copied: BlobProperties
         var attempt = 0
         while true {
             attempt += 1
-            _ = try await client.call { try await backend.startBlobCopy(from: spec.source, to: destination) }
+            _ = try await client.call { try await backend.startBlobCopy(from: source, to: destination) }
             do {
                 copied = try await waitForCopy(destination, what: "Copy of \(name) to \(labName)")
                 break
@@ -189,9 +190,25 @@ struct ActionHandlers: Sendable {
                                          description: spec.description, author: "ImageFactory", tags: tags)
         let handle = try await client.call { try await backend.createCustomImage(request) }
         try await client.wait(for: handle, timeout: timeout)
+        // A copy other labs read from stays; the lab's temporary container goes after them.
+        if spec.keepCopy == true { return }
         do {
             try await client.call { try await backend.deleteBlob(destination) }
         } catch let error as CloudError where error.isNotFound {}
+    }
+
+    /// Where a distribution copies from: the first candidate of its tree that is a complete copy
+    /// of the image (its parent's, an ancestor's), else the factory's VHD. A parent that failed
+    /// or is gone re-parents this copy, and so its subtree, to the next one up.
+    private func treeSource(_ spec: DistributionSpec, expectedMD5: String?) async throws -> BlobID {
+        let backend = self.backend
+        for candidate in spec.sourceCandidates ?? [] where candidate != spec.source {
+            guard let properties = try? await client.call({ try await backend.getBlobProperties(candidate) }) else { continue }
+            let complete = properties.copyStatus == nil || properties.copyStatus == .success
+            if complete && (expectedMD5 == nil || properties.contentMD5 == expectedMD5) { return candidate }
+            events(.note("\(spec.image.lab.name): the copy in \(candidate.container.account.name) is not usable (\(properties.copyStatus?.rawValue ?? "?")); reading the next source up"))
+        }
+        return spec.source
     }
 
     private func deleteVM(_ vm: VirtualMachineID) async throws {

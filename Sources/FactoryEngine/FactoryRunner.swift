@@ -10,6 +10,8 @@ public struct FactoryRunner: Sendable {
     public var lockTimeout: Double = 0
     /// Run stage after stage instead of overlapping them (for comparison; see `PlanScheduler`).
     public var stageBarriers = false
+    /// Copies fan out as a tree; false plans a star (every copy from the factory), for comparison.
+    public var treeCopies = true
 
     public init(backend: any CloudBackend, configuration: FactoryConfiguration, lockSeconds: Double = 60, clock: any FactoryClock = SystemClock()) {
         self.client = CloudClient(backend: backend, clock: clock)
@@ -33,7 +35,8 @@ public struct FactoryRunner: Sendable {
 
     public func plan(force: Bool = false, retireRemovedLabs: Bool = false, now: Date? = nil) async throws -> (Plan, Inventory) {
         let inventory = try await inventory()
-        let options = PlanOptions(force: force, now: now ?? client.clock.now(), retireRemovedLabs: retireRemovedLabs)
+        var options = PlanOptions(force: force, now: now ?? client.clock.now(), retireRemovedLabs: retireRemovedLabs)
+        options.treeCopies = treeCopies
         return (FactoryPlanner.plan(configuration, inventory: inventory, options: options), inventory)
     }
 
@@ -74,9 +77,9 @@ public struct FactoryRunner: Sendable {
                     throw FactoryError.invalidInput("The cloud changed since the plan was made (inventory fingerprint \(plan.inventoryFingerprint.prefix(12)) is now \(inventory.fingerprint.prefix(12))).",
                                                     hint: "Make a new plan with `imagefactory plan --out FILE` and review it.")
                 }
-                current = filter.apply(to: FactoryPlanner.plan(configuration, inventory: inventory,
-                                                                options: PlanOptions(force: plan.settings.force, now: client.clock.now(),
-                                                                                     retireRemovedLabs: plan.settings.retireRemovedLabs ?? false)))
+                var options = PlanOptions(force: plan.settings.force, now: client.clock.now(), retireRemovedLabs: plan.settings.retireRemovedLabs ?? false)
+                options.treeCopies = treeCopies
+                current = filter.apply(to: FactoryPlanner.plan(configuration, inventory: inventory, options: options))
             }
             // Whoever shows progress counts the plan that runs, not the one made before the lock.
             events(.runStarted(current, revised: current != plan))

@@ -11,6 +11,9 @@ public struct PlanOptions: Sendable {
     public var deploymentSoftLimit: Int
     /// Retire the factory's images in labs an earlier run delivered to that Labs.json no longer lists.
     public var retireRemovedLabs: Bool
+    /// Copies fan out as a tree (each finished copy seeds others in its region); false: every copy
+    /// reads the factory's VHD (a star), for comparison.
+    public var treeCopies = true
 
     public init(force: Bool = false, now: Date = Date(), deploymentMaxAge: Double = 15 * 86_400, deploymentSoftLimit: Int = 600,
                 retireRemovedLabs: Bool = false) {
@@ -26,6 +29,19 @@ public struct PlanOptions: Sendable {
 /// no I/O, the same inputs give the same plan.
 public enum FactoryPlanner {
     public static let deploymentPrefix = "imagefactory-"
+
+    /// The parent of the `index`-th copy (0-based) of one image in one region, in a binomial tree:
+    /// nil means the factory's VHD. In the factory's region the factory is the root and node k (1-based)
+    /// reads node k - 2^⌊log2 k⌋; in another region one cross-region copy seeds it and the others read
+    /// within the region.
+    static func treeParent(index: Int, rootIsFactory: Bool) -> Int? {
+        let k = rootIsFactory ? index + 1 : index  // 1-based position below the root
+        guard k >= 1 else { return nil }            // the first copy of a remote region: from the factory
+        let top = 1 << (Int.bitWidth - 1 - k.leadingZeroBitCount)
+        let parent = k - top                         // 0 is the root
+        if rootIsFactory { return parent == 0 ? nil : parent - 1 }
+        return parent
+    }
 
     public static func plan(_ configuration: FactoryConfiguration, inventory: Inventory, options: PlanOptions = PlanOptions()) -> Plan {
         let settings = configuration.settings
@@ -166,6 +182,16 @@ public enum FactoryPlanner {
         var distributeActions: [String: String] = [:]  // "labkey|path" -> action id
         var distributionsByLab: [String: [String]] = [:]  // LabID key -> this run's distributions to it
         var temporaryInUse = Set<String>()
+        // Copies fan out as a tree per image and region: each finished copy is a source for later ones
+        // in its region (binomial tree: the number of sources doubles each round), so one image reaches
+        // N labs in about log2(N+1) copy times, not N, when a source's read bandwidth is the limit.
+        struct TreeNode { var action: String; var lab: LabID; var copy: BlobID; var parent: Int? }
+        var trees: [String: [TreeNode]] = [:]  // "path|region" -> nodes in plan order
+        var actionIndex: [String: Int] = [:]
+        // A source serves its copies one after another (one per round, at its full bandwidth): each
+        // copy comes after the previous copy from the same source. The factory's VHD is one source for
+        // every region of a path.
+        var lastChild: [String: String] = [:]  // "path|region|node" or "path|factory" -> the last copy it serves
         for target in configuration.labs {
             guard let labInventory = labsByKey[target.key], let lab = labInventory.lab else {
                 let problem = labsByKey[target.key]?.problem ?? "Lab \(target.labName) was not read."
@@ -208,13 +234,41 @@ public enum FactoryPlanner {
                 let id = "distribute/\(label(lab.id))/\(path)"
                 distributeActions["\(target.key)|\(path)"] = id
                 distributionsByLab[lab.id.key, default: []].append(id)
-                let spec = DistributionSpec(
+                var spec = DistributionSpec(
                     image: CustomImageID(lab: lab.id, name: newest.imageName), imagePath: path, source: newest.source,
                     destination: BlobID(container: labContainer, name: newest.imageName + ".vhd"),
                     osType: newest.osType, generalized: newest.generalized, description: newest.description, tags: newest.tags,
                     expectedMD5: newest.md5, capture: newest.captureAction, crossRegion: crossRegion)
+                let treeKey = "\(path)|\(Location.normalize(lab.location))"
+                var nodes = trees[treeKey] ?? []
+                let parent = options.treeCopies ? Self.treeParent(index: nodes.count, rootIsFactory: !crossRegion) : nil
+                var after: [String] = []
+                let sourceKey = parent.map { "\(treeKey)|\($0)" } ?? "\(path)|factory"
+                if options.treeCopies, let previous = lastChild[sourceKey] { after.append(previous) }
+                if options.treeCopies { lastChild[sourceKey] = id }
+                if let parent {
+                    // Read the parent's copy, else its ancestors', else the factory's VHD.
+                    var chain: [BlobID] = []
+                    var p: Int? = parent
+                    while let i = p { chain.append(nodes[i].copy); p = nodes[i].parent }
+                    spec.sourceCandidates = chain + [newest.source]
+                    after.append(nodes[parent].action)
+                    reason += "; copied from \(nodes[parent].lab.name)'s copy (tree)"
+                    // The parent's copy stays for this one: its lab's temporary container goes after this copy too.
+                    if let i = actionIndex[nodes[parent].action] {
+                        switch actions[i].operation {
+                        case .distributeImage(var parentSpec): parentSpec.keepCopy = true; actions[i].operation = .distributeImage(parentSpec)
+                        case .repairImage(var parentSpec): parentSpec.keepCopy = true; actions[i].operation = .repairImage(parentSpec)
+                        default: break
+                        }
+                    }
+                    distributionsByLab[nodes[parent].lab.key, default: []].append(id)
+                }
+                nodes.append(TreeNode(action: id, lab: lab.id, copy: spec.destination, parent: parent))
+                trees[treeKey] = nodes
+                actionIndex[id] = actions.count
                 actions.append(PlanAction(id: id, stage: .distribute, operation: repair ? .repairImage(spec) : .distributeImage(spec),
-                                          reason: reason, dependsOn: newest.captureAction.map { [$0] } ?? []))
+                                          reason: reason, dependsOn: newest.captureAction.map { [$0] } ?? [], after: after))
             }
         }
 

@@ -135,6 +135,12 @@ public struct DistributionSpec: Codable, Sendable, Equatable {
     /// The capture in this plan whose record gives the MD5, when the image is made in this run.
     public var capture: String?
     public var crossRegion: Bool
+    /// Tree-shaped fan-out: where to copy from, in order. A finished copy in another lab of the same
+    /// region (the parent), then its parent, …, and last the factory's VHD (`source`): the first one
+    /// that is complete is read, so a failed parent re-parents its subtree. Nil: `source` only.
+    public var sourceCandidates: [BlobID]?
+    /// Other labs' copies read this lab's copy: it stays (the lab's temporary container goes after them).
+    public var keepCopy: Bool?
 
     public init(image: CustomImageID, imagePath: String, source: BlobID, destination: BlobID, osType: OSType, generalized: Bool,
                 description: String, tags: [String: String], expectedMD5: String?, capture: String?, crossRegion: Bool) {

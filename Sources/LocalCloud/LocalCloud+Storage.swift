@@ -150,7 +150,8 @@ extension LocalCloud {
             }
             return try await self.copy(file: self.blobsDirectory.appendingPathComponent(sourceRecord.file), sourceURL: source.url,
                                        size: sourceRecord.size, md5: sourceRecord.md5, metadata: sourceRecord.metadata,
-                                       to: destination, suffix: source.name.hasSuffix(".vhd") ? ".vhd" : "", fails: fails, at: now)
+                                       to: destination, suffix: source.name.hasSuffix(".vhd") ? ".vhd" : "", fails: fails, at: now,
+                                       sourceKey: LocalCloud.blobKey(source))
         }
     }
 
@@ -159,23 +160,46 @@ extension LocalCloud {
     /// reads as pending until the latency profile says the copy completes. As Azure, a destination
     /// with a copy still pending, or under a lease, cannot be overwritten.
     func copy(file sourceFile: URL, sourceURL: String, size: Int64, md5: String?, metadata: [String: String],
-              to destination: BlobID, suffix: String, fails: Bool, at now: Date, sourceDiskAccess: String? = nil) async throws -> BlobProperties {
+              to destination: BlobID, suffix: String, fails: Bool, at now: Date, sourceDiskAccess: String? = nil,
+              sourceKey: String? = nil) async throws -> BlobProperties {
         let latency = settings.latency
         let file = UUID().uuidString.lowercased() + suffix
         let url = blobsDirectory.appendingPathComponent(file)
         let dataBytes = SparseFile.allocatedBytes(sourceFile)
         let copied = try SparseFile.copy(sourceFile, to: url, limit: fails ? max(0, dataBytes / 2) : nil)
         let duration = latency.copyBase + (latency.copyBytesPerSecond > 0 ? Double(max(copied, dataBytes)) / latency.copyBytesPerSecond : 0)
+        let bandwidth = latency.sourceBytesPerSecond ?? 0
+        let shared = bandwidth > 0 ? (sourceKey ?? sourceDiskAccess.map { "disk:\($0)" }) : nil
         let copy = CopyState(status: .pending, completesAt: now.addingTimeInterval(duration), source: sourceURL,
                              failure: fails ? "500 InternalError: the copy failed part-way after \(copied) bytes (injected fault)." : nil,
-                             totalBytes: size, sourceDiskAccess: sourceDiskAccess)
-        let record = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: metadata, lastModified: now, copy: copy)
+                             totalBytes: size, sourceDiskAccess: sourceDiskAccess, sourceKey: shared,
+                             remainingBytes: shared != nil ? Double(fails ? copied : dataBytes) : nil, sharedSince: shared != nil ? now : nil)
+        let initial = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: metadata, lastModified: now, copy: copy)
         return try await commit(file: url) { db in
+            var record = initial
             if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
                current.properties(at: self.clock.now()).copyStatus == .pending {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
             }
             try self.checkNoLease(db, destination)
+            if let shared {
+                // The copies reading this source now share its bandwidth with this one: every end moves.
+                let others = try db.allRecords("blob", as: BlobRecord.self).filter {
+                    $0.id != destination && $0.copy?.sourceKey == shared && $0.copy?.status == .pending && ($0.copy?.completesAt ?? now) > now
+                        && $0.copy?.remainingBytes != nil && $0.copy?.sharedSince != nil
+                }
+                // They were last scheduled together (at the previous start): advance that schedule to now.
+                let since = others.compactMap { $0.copy?.sharedSince }.min() ?? now
+                let left = SharedBandwidth.remaining(others.map { $0.copy!.remainingBytes! }, bandwidth: bandwidth, from: since, at: now)
+                let ends = SharedBandwidth.ends(remaining: left + [record.copy!.remainingBytes!], bandwidth: bandwidth, from: now)
+                for (i, var other) in others.enumerated() {
+                    other.copy!.remainingBytes = left[i]
+                    other.copy!.sharedSince = now
+                    other.copy!.completesAt = ends[i]
+                    try self.replaceBlob(db, other)
+                }
+                record.copy!.completesAt = max(ends[others.count], now.addingTimeInterval(latency.copyBase))
+            }
             try self.replaceBlob(db, record)
             return record.properties(at: now)
         }

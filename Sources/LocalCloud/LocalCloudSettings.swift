@@ -20,6 +20,9 @@ public struct LatencyProfile: Codable, Sendable, Equatable {
     public var copyBytesPerSecond: Double
     public var customImage: Double
     public var galleryVersion: Double
+    /// Read bandwidth of one source blob, shared fairly by every copy reading it at the same moment
+    /// (Azure's target for a single page blob is 60 MiB/s); nil or 0: no limit per source.
+    public var sourceBytesPerSecond: Double? = nil
     /// Virtual size of OS disks for Windows and Linux VMs, in bytes (whole MiB, as Azure requires).
     public var windowsDiskBytes: Int64
     public var linuxDiskBytes: Int64
@@ -32,7 +35,7 @@ public struct LatencyProfile: Codable, Sendable, Equatable {
         copyBytesPerSecond: 0, customImage: 0.2, galleryVersion: 0.3, windowsDiskBytes: 127 << 20, linuxDiskBytes: 30 << 20)
     public static let realistic = LatencyProfile(
         name: "realistic", request: 0.05, deployment: 8, artifact: 2, shutdown: 3, delete: 2, copyBase: 2,
-        copyBytesPerSecond: 52_428_800, customImage: 5, galleryVersion: 6, windowsDiskBytes: 4 << 30, linuxDiskBytes: 2 << 30)
+        copyBytesPerSecond: 52_428_800, customImage: 5, galleryVersion: 6, sourceBytesPerSecond: 62_914_560, windowsDiskBytes: 4 << 30, linuxDiskBytes: 2 << 30)
 
     public static func named(_ name: String) -> LatencyProfile? {
         switch name.lowercased() {

@@ -93,6 +93,51 @@ struct CopyState: Codable, Sendable {
     /// The disk access (SAS) the copy reads from, when its source is a managed disk: revoking the
     /// access before the copy completes fails it, as in Azure.
     var sourceDiskAccess: String? = nil
+    /// With a per-source read bandwidth: which source the copy reads (copies of one source share its
+    /// bandwidth fairly), and the data bytes it had left to read at `sharedSince`.
+    var sourceKey: String? = nil
+    var remainingBytes: Double? = nil
+    var sharedSince: Date? = nil
+}
+
+/// Processor sharing of one source's read bandwidth among the copies reading it: every copy in
+/// flight gets an equal share, and a copy that ends frees its share for the others. Pure, so a
+/// copy's end is data computed when copies start, as every emulated duration here.
+enum SharedBandwidth {
+    /// When each copy ends, all starting at `start` with `remaining` bytes each.
+    static func ends(remaining: [Double], bandwidth: Double, from start: Date) -> [Date] {
+        let order = remaining.indices.sorted { remaining[$0] < remaining[$1] }
+        var ends = [Date](repeating: start, count: remaining.count)
+        var t = start
+        var served = 0.0
+        var active = Double(remaining.count)
+        for i in order {
+            t = t.addingTimeInterval(max(0, remaining[i] - served) * active / bandwidth)
+            served = max(served, remaining[i])
+            ends[i] = t
+            active -= 1
+        }
+        return ends
+    }
+
+    /// Bytes each copy still has to read at `now` (0 once it ended).
+    static func remaining(_ remaining: [Double], bandwidth: Double, from start: Date, at now: Date) -> [Double] {
+        let order = remaining.indices.sorted { remaining[$0] < remaining[$1] }
+        var t = start
+        var served = 0.0
+        var active = Double(remaining.count)
+        for i in order {
+            let phaseEnd = t.addingTimeInterval(max(0, remaining[i] - served) * active / bandwidth)
+            if phaseEnd > now {
+                served += max(0, now.timeIntervalSince(t)) * bandwidth / active
+                break
+            }
+            t = phaseEnd
+            served = max(served, remaining[i])
+            active -= 1
+        }
+        return remaining.map { max(0, $0 - served) }
+    }
 }
 
 struct BlobRecord: Codable, Sendable {

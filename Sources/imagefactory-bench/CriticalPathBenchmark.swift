@@ -37,8 +37,13 @@ enum CriticalPathBenchmark {
     }
 
     static func run(arguments: [String]) async throws {
-        let args = try BenchArguments(arguments, flags: ["--labs", "--templates", "--fast", "--slow-factor", "--max-jobs"], switches: [],
-                                      usage: "imagefactory-bench critical-path [--labs N] [--templates N] [--fast S] [--slow-factor F] [--max-jobs N]")
+        let args = try BenchArguments(arguments, flags: ["--labs", "--templates", "--fast", "--slow-factor", "--max-jobs", "--fanout", "--copy-seconds"], switches: [],
+                                      usage: "imagefactory-bench critical-path [--labs N] [--templates N] [--fast S] [--slow-factor F] [--max-jobs N] [--fanout 1,8,64,256] [--copy-seconds S]")
+        let fanoutCounts = try (args.string("--fanout") ?? "1,8,64,256").split(separator: ",").map { text -> Int in
+            guard let n = Int(text.trimmingCharacters(in: .whitespaces)), n >= 1 else { throw BenchError("--fanout needs lab counts >= 1") }
+            return n
+        }
+        let copySeconds = try args.double("--copy-seconds", default: 0.1)
         let labs = try args.int("--labs", default: 50)
         let templates = try args.int("--templates", default: 10)
         let fast = try args.double("--fast", default: 1)
@@ -64,6 +69,8 @@ enum CriticalPathBenchmark {
             try await factory.createLabs(in: cloud, configuration)
             var runner = FactoryRunner(backend: cloud, configuration: configuration)
             runner.stageBarriers = barriers
+            // No source bandwidth is emulated here, so copies go as a star (the fan-out part below measures trees).
+            runner.treeCopies = false
             let (plan, _) = try await runner.plan()
             let times = Times()
             let start = Date()
@@ -88,14 +95,34 @@ enum CriticalPathBenchmark {
         let ratio = after.makespan / bound
         print(String(format: "lower bound: %.2f s (chain %.2f s, work %.2f s over %d slots); overlapping makespan / bound = %.3f",
                      bound, chain, (distributionWork + buildWork) / Double(maxJobs), maxJobs, ratio))
-        let met = ratio <= 1.10 && before.failed == 0 && after.failed == 0
-        print("verdict:     " + (met ? "within 10% of the critical path — target met" : "more than 10% above the critical path (or failures) — target missed"))
+        let criticalMet = ratio <= 1.10 && before.failed == 0 && after.failed == 0
+        print("verdict:     " + (criticalMet ? "within 10% of the critical path — target met" : "more than 10% above the critical path (or failures) — target missed"))
+
+        // Fan-out: one image to N labs in the factory's region, every copy of a source sharing its read bandwidth.
+        print("")
+        print("fan-out:     1 image to N labs in one region; a source's read bandwidth is shared by its copies; one copy alone takes \(copySeconds) s")
+        var fanout: [String: Any] = [:]
+        var fanoutFailures = 0
+        for n in fanoutCounts {
+            var row: [String: Double] = [:]
+            for tree in [false, true] {
+                let (seconds, failed) = try await fanoutRun(labs: n, tree: tree, copySeconds: copySeconds)
+                row[tree ? "tree" : "star"] = round3(seconds)
+                fanoutFailures += failed
+            }
+            let levels = Double(Int.bitWidth - (n + 1 - 1).leadingZeroBitCount)  // ⌈log2(N+1)⌉
+            row["bound"] = round3(levels * copySeconds)
+            fanout[String(n)] = row
+            print(String(format: "  N=%4d  star %7.2f s  tree %6.2f s  bound ⌈log2(N+1)⌉ × copy = %5.2f s  (tree / bound %.2f)", n, row["star"]!, row["tree"]!,
+                         row["bound"]!, row["tree"]! / max(0.001, row["bound"]!)))
+        }
+        let met = criticalMet && fanoutFailures == 0
         let json: [String: Any] = [
             "firstImageSeconds": ["before": round3(before.firstImage), "after": round3(after.firstImage)],
             "makespanSeconds": ["before": round3(before.makespan), "after": round3(after.makespan)],
             "criticalPathSeconds": round3(bound),
             "criticalPathRatio": round3(ratio),
-            "fanout": NSNull(),
+            "fanout": fanout,
         ]
         let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
@@ -103,4 +130,37 @@ enum CriticalPathBenchmark {
     }
 
     static func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+
+    /// The distribute stage of one image to `labs` labs in the factory's region, as a star or a tree,
+    /// with the source bandwidth set so that one copy alone takes `copySeconds`.
+    static func fanoutRun(labs: Int, tree: Bool, copySeconds: Double) async throws -> (Double, Int) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("imagefactory-bench-fanout-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var latency = LatencyProfile.instant
+        latency.name = "bench-fanout"
+        let factory = SyntheticFactory(labs: labs, templates: 1, folderSize: 1, maxConcurrentJobs: max(20, labs), singleRegion: "westeurope",
+                                       everyLabTakesEverything: true)
+        let configuration = try factory.configuration()
+        do {
+            // Build and capture with no bandwidth limit; only the copies are measured.
+            let cloud = try LocalCloud(stateDirectory: directory, settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none))
+            try await factory.createLabs(in: cloud, configuration)
+            let runner = FactoryRunner(backend: cloud, configuration: configuration)
+            let captured = try await runner.execute(try await runner.plan().0, runID: "capture", stages: [Stage.build, Stage.snap], requireSamePlanBasis: false, events: { _ in })
+            guard captured.succeeded else { throw BenchError("the capture failed") }
+        }
+        // The VHD's data bytes set the bandwidth: one copy alone reads them in `copySeconds`.
+        let blobs = directory.appendingPathComponent("blobs")
+        let data = try FileManager.default.contentsOfDirectory(at: blobs, includingPropertiesForKeys: nil)
+            .filter { $0.pathExtension == "vhd" }.map(SparseFile.allocatedBytes).max() ?? 0
+        guard data > 0 else { throw BenchError("no captured VHD to copy") }
+        latency.sourceBytesPerSecond = Double(data) / copySeconds
+        let cloud = try LocalCloud(stateDirectory: directory, settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none))
+        var runner = FactoryRunner(backend: cloud, configuration: configuration)
+        runner.treeCopies = tree
+        let (plan, _) = try await runner.plan()
+        let start = Date()
+        let summary = try await runner.execute(plan, runID: tree ? "tree" : "star", stages: [Stage.distribute], requireSamePlanBasis: false, events: { _ in })
+        return (Date().timeIntervalSince(start), summary.failed.count)
+    }
 }

@@ -396,6 +396,8 @@ struct SyntheticFactory {
     var maxConcurrentJobs = 20
     /// How many subscriptions the labs are spread over (ARM throttles per subscription).
     var subscriptionCount = 20
+    /// Every lab in this region (nil: spread over `regions`).
+    var singleRegion: String? = nil
     /// Every lab subscribes to the whole GoldenImages tree (for the local-cloud benchmarks).
     var everyLabTakesEverything = false
     /// Per template: how long the local cloud takes to build it (`metadata.localCloud.buildSeconds`), when set.
@@ -484,7 +486,7 @@ struct SyntheticFactory {
                   "SubscriptionId": "\(subscription(i))",
                   "ResourceGroup": "\(resourceGroup(i))",
                   "LabName": "\(labName(i))",
-                  "Location": "\(Self.regions[i % Self.regions.count])",
+                  "Location": "\(singleRegion ?? Self.regions[i % Self.regions.count])",
                   "ImagePaths": [\(imagePaths(i).map { "\"\($0)\"" }.joined(separator: ", "))]
                 }
             """

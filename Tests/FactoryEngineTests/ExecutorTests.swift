@@ -7,6 +7,60 @@ import Testing
 /// The executor end to end on a real local cloud in a temporary directory.
 @Suite("FactoryExecutor on the local cloud")
 struct ExecutorTests {
+    /// Six labs in the factory's region take one image: copies fan out as a tree.
+    static func treeFixture() -> FactoryFixture {
+        let labs = (1...6).map { i in
+            FactoryFixture.LabEntry(subscriptionId: "11111111-1111-4111-8111-111111111111", resourceGroup: "rg-tree-\(i)", labName: "TreeLab\(i)",
+                                    location: "westeurope", imagePaths: ["Linux/Ubuntu.json"])
+        }
+        return FactoryFixture(labs: labs, templates: ["Linux/Ubuntu.json": FactoryFixture.template(osType: .linux, notes: "Ubuntu server")])
+    }
+
+    @Test("copies fan out as a tree: later labs read earlier labs' copies, every lab gets the image, and no temporary copy is left")
+    func treeCopies() async throws {
+        let factory = try await LocalFactory(Self.treeFixture())
+        let (plan, _) = try await factory.runner().plan()
+        let copies = plan.actions.filter { $0.kind == .distributeImage }
+        #expect(copies.count == 6)
+        let fromLabs = copies.filter { action in
+            if case .distributeImage(let spec) = action.operation { return spec.sourceCandidates != nil }
+            return false
+        }
+        #expect(fromLabs.count == 3, "the factory seeds copies 1, 2 and 4; copies 3, 5 and 6 read earlier labs' copies (a binomial tree)")
+        #expect(copies.allSatisfy { action in
+            guard case .distributeImage(let spec) = action.operation else { return false }
+            return spec.sourceCandidates.map { $0.last == spec.source } ?? true
+        }, "the factory's VHD is always the last resort")
+        let summary = try await factory.run("tree-1")
+        #expect(summary.succeeded, "\(summary.failed.map { "\($0.action.id): \($0.message ?? "")" })")
+        for i in 1...6 {
+            #expect(Self.bases(try await factory.imageNames("TreeLab\(i)")) == ["Linux_Ubuntu"])
+            #expect(try await factory.blobs("TreeLab\(i)").isEmpty, "TreeLab\(i)'s temporary copy is cleaned up")
+        }
+    }
+
+    @Test("a parent whose copy is gone re-parents its children: they read the next source up")
+    func treeReparents() async throws {
+        let factory = try await LocalFactory(Self.treeFixture())
+        let runner = factory.runner()
+        let (plan, _) = try await runner.plan()
+        // Build and capture, then let the first lab's distribution run alone and delete its copy, as if it had failed.
+        _ = try await runner.execute(plan, runID: "tree-2", stages: [.build, .snap], requireSamePlanBasis: false, events: { _ in })
+        let (next, _) = try await runner.plan()
+        let readsFromLab = next.actions.filter { action in
+            if case .distributeImage(let spec) = action.operation { return spec.sourceCandidates != nil }
+            return false
+        }
+        #expect(!readsFromLab.isEmpty)
+        // Every parent copy is missing (nothing distributed yet when the children start, as if the parents' copies failed):
+        // run only the children's actions; each must fall back to the factory's VHD.
+        let children = Plan(commit: next.commit, inventoryFingerprint: next.inventoryFingerprint, createdAt: next.createdAt, factory: next.factory,
+                            settings: next.settings, actions: readsFromLab.map { var a = $0; a.after = []; return a }, diagnostics: [])
+        let summary = try await runner.execute(children, runID: "tree-3", stages: [.distribute], requireSamePlanBasis: false, events: { _ in })
+        #expect(summary.succeeded, "\(summary.failed.map { "\($0.action.id): \($0.message ?? "")" })")
+        #expect(summary.results.count == readsFromLab.count)
+    }
+
     static let devLab = FactoryFixture.LabEntry(subscriptionId: "11111111-1111-4111-8111-111111111111", resourceGroup: "rg-dev",
                                                 labName: "DevLab", location: "westeurope", imagePaths: ["Windows", "Linux/Ubuntu.json"])
     static let trainingLab = FactoryFixture.LabEntry(subscriptionId: "22222222-2222-4222-8222-222222222222", resourceGroup: "rg-training",

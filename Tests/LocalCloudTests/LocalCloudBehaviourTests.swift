@@ -8,6 +8,37 @@ import Testing
 /// go through `any CloudBackend` wherever the protocol has the call.
 @Suite("LocalCloud behaviour")
 struct LocalCloudBehaviourTests {
+    @Test("copies reading one source share its bandwidth fairly: two at once take twice as long, a third source is not slowed")
+    func perSourceBandwidth() async throws {
+        var latency = LatencyProfile.instant
+        latency.name = "shared-source"
+        latency.sourceBytesPerSecond = 100_000
+        try await LocalCloudFixture.with(settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none)) { local in
+            let cloud = local.cloud
+            let source = BlobID(container: local.fixture.container, name: "golden.vhd")
+            _ = try await cloud.putBlob(source, data: try Requests.smallVHD("golden"), metadata: [:])
+            let other = BlobID(container: local.fixture.container, name: "other.vhd")
+            _ = try await cloud.putBlob(other, data: try Requests.smallVHD("other"), metadata: [:])
+            let target = ContainerID(account: local.fixture.targetLab.storageAccount, name: "copies")
+            try await cloud.createContainer(target)
+            // Alone, a copy takes data ÷ bandwidth.
+            let alone = try await cloud.startBlobCopy(from: source, to: BlobID(container: target, name: "alone.vhd"))
+            let single = try #require(alone.retryAfter)
+            #expect(single > 0.01, "the copy reads data at the source's pace")
+            _ = try await finishedCopy(BlobID(container: target, name: "alone.vhd"), on: cloud)
+            // Two at once from the same source: each gets half, both end at twice the time; a copy of another source keeps its pace.
+            let a = BlobID(container: target, name: "a.vhd"), b = BlobID(container: target, name: "b.vhd"), c = BlobID(container: target, name: "c.vhd")
+            _ = try await cloud.startBlobCopy(from: source, to: a)
+            _ = try await cloud.startBlobCopy(from: source, to: b)
+            _ = try await cloud.startBlobCopy(from: other, to: c)
+            let pa = try #require(try await cloud.getBlobProperties(a).retryAfter)
+            let pb = try #require(try await cloud.getBlobProperties(b).retryAfter)
+            let pc = try #require(try await cloud.getBlobProperties(c).retryAfter)
+            #expect(abs(pa - 2 * single) < 0.01 && abs(pb - 2 * single) < 0.01, "\(pa) \(pb) vs \(single)")
+            #expect(abs(pc - single) < 0.2 * single, "another source is not slowed: \(pc) vs \(single)")
+        }
+    }
+
     // MARK: Idempotency and quotas
 
     @Test("createLab twice returns the same lab and keeps one record; a bad lab name is refused")
