@@ -214,6 +214,48 @@ struct AzureBackendRunTests {
         }
     }
 
+    @Test("doctor says all is well, then names the missing permission and the role to grant, with exit 3")
+    func doctor() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let state = repo.url(".served")
+            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path, "--state-dir", state.path],
+                                         environment: ["IMAGEFACTORY_LOCAL_LATENCY": "instant"]).status == 0)
+            do {
+                let served = try ServedCloud(stateDirectory: state, arguments: ["--quiet"])
+                defer { served.stop() }
+                let ok = try ImageFactory.run(["doctor", "--repo", repo.path], environment: served.azureEnvironment)
+                #expect(ok.status == 0 && ok.stdout.contains("All is well."), "\(ok)")
+                #expect(ok.stdout.contains("Identity: app 11111111-0000-4000-8000-00000000000a"), "\(ok.stdout)")
+            }
+            let denied = try ServedCloud(stateDirectory: state, arguments: ["--quiet"],
+                                         environment: ["IMAGEFACTORY_SERVE_DENY": "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"])
+            defer { denied.stop() }
+            let result = try ImageFactory.run(["doctor", "--repo", repo.path], environment: denied.azureEnvironment)
+            #expect(result.status == 3, "\(result)")
+            #expect(result.stdout.contains("missing Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"), "\(result.stdout)")
+            #expect(result.stdout.contains("grant 'Storage Blob Data Contributor'"), "\(result.stdout)")
+        }
+    }
+
+    @Test("with --storage-auth key the whole sample factory runs on Shared Key and service SAS copies, and a rerun has nothing to do")
+    func sharedKeyRun() throws {
+        try FixtureRepository.with { repo in
+            try repo.commitSampleConfiguration()
+            let state = repo.url(".served")
+            #expect(try ImageFactory.run(["local", "init", "--repo", repo.path, "--state-dir", state.path],
+                                         environment: ["IMAGEFACTORY_LOCAL_LATENCY": "instant"]).status == 0)
+            let served = try ServedCloud(stateDirectory: state, arguments: ["--quiet"])
+            defer { served.stop() }
+            var environment = served.azureEnvironment
+            environment["IMAGEFACTORY_STORAGE_AUTH"] = "key"
+            let first = try ImageFactory.run(["run", "--repo", repo.path], environment: environment)
+            #expect(first.status == 0 && first.stdout.contains("38 succeeded, 0 failed"), "\(first)")
+            let second = try ImageFactory.run(["run", "--repo", repo.path], environment: environment)
+            #expect(second.status == 0 && second.stdout.contains("0 actions"), "\(second)")
+        }
+    }
+
     @Test("with no sign-in configured, --backend azure exits 3 and says what it tried and what to set")
     func noCredentials() throws {
         try FixtureRepository.with { repo in
