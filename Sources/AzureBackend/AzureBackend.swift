@@ -221,13 +221,13 @@ public final class AzureBackend: CloudBackend {
         return current as? [String: Any]
     }
 
+    static let isoFractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    static let isoWhole = Date.ISO8601FormatStyle()
+
+    /// ARM's ISO 8601 times, with or without fractional seconds (lists parse one per item: no formatter is made per call).
     static func date(_ text: String?) -> Date? {
         guard let text else { return nil }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = formatter.date(from: text) { return d }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
+        return (try? isoFractional.parse(text)) ?? (try? isoWhole.parse(text))
     }
 
     static func tags(_ json: [String: Any]) -> [String: String] {

@@ -281,17 +281,25 @@ enum HTTPStatusNames {
     }
 }
 
-/// RFC 1123 dates (`x-ms-date`, `Retry-After`, `Last-Modified`).
+/// RFC 1123 dates (`x-ms-date`, `Retry-After`, `Last-Modified`): one formatter for the process, as
+/// every Blob request formats one (a lock-box: DateFormatter is not safe to share unguarded).
 enum HTTPDates {
-    static func formatter() -> DateFormatter {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter
+    final class Shared: @unchecked Sendable {
+        // @unchecked: `formatter` is only used under `lock`.
+        private let lock = NSLock()
+        private let formatter: DateFormatter = {
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "GMT")
+            formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+            return formatter
+        }()
+        func string(_ date: Date) -> String { lock.withLock { formatter.string(from: date) } }
+        func date(_ text: String) -> Date? { lock.withLock { formatter.date(from: text) } }
     }
-    static func rfc1123(_ date: Date) -> String { formatter().string(from: date) }
-    static func parse(_ text: String) -> Date? { formatter().date(from: text) }
+    static let shared = Shared()
+    static func rfc1123(_ date: Date) -> String { shared.string(date) }
+    static func parse(_ text: String) -> Date? { shared.date(text) }
 }
 
 /// Just enough XML reading for Blob's error bodies and lists: the text of the first element named so.

@@ -93,6 +93,11 @@ struct BackendOptions: ParsableArguments {
         }
     }
 
+    /// The Azure backend behind an opened backend (read-only commands get it wrapped), or nil.
+    static func azure(_ backend: any CloudBackend) -> AzureBackend? {
+        backend as? AzureBackend ?? (backend as? PreviewBackend)?.base as? AzureBackend
+    }
+
     /// The Azure backend from the options and the environment (every variable azure-identity reads).
     func openAzure(maxConcurrentJobs: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
                    clock: any FactoryClock = SystemClock()) throws -> AzureBackend {

@@ -234,7 +234,7 @@ enum FactoryRun {
         var azure: AzureBackend?
         do {
             var context = try await factory.context(writes: !dryRun)
-            azure = context.backend as? AzureBackend ?? (context.backend as? PreviewBackend)?.base as? AzureBackend
+            azure = BackendOptions.azure(context.backend)
             context.runner.lockTimeout = lockTimeout
             context.runner.stageBarriers = runOptions?.stageBarriers ?? false
             try runOptions?.check(context.configuration)
@@ -276,10 +276,9 @@ enum FactoryRun {
             throw exit
         }
         var report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
-        if let azure {
-            let s = await azure.http.statistics()
-            report.backend = await Self.backendReport(azure)
-            Console.err("Azure: \(s.armReads + s.armWrites) ARM requests (\(s.armWrites) writes), \(s.storageReads + s.storageWrites) Blob requests (\(s.storageWrites) writes), \(s.retries) retried (\(s.throttled) throttled); correlation id \(azure.http.correlationID)")
+        report.backend = await Self.backendReport(azure)
+        if let b = report.backend {
+            Console.err("Azure: \(b.armReads + b.armWrites) ARM requests (\(b.armWrites) writes), \(b.storageReads + b.storageWrites) Blob requests (\(b.storageWrites) writes), \(b.retries) retried (\(b.throttled) throttled); correlation id \(b.correlationId ?? "-")")
         }
         do { try console.finish(report, summary: summary) } catch { throw ErrorMapper.report(error, ci: ci) }
         if !summary.succeeded { throw ExitCode(FactoryExitCode.workFailed.rawValue) }

@@ -155,6 +155,22 @@ private struct LocalSession {
         return try await cloud.getLab(id)
     }
 
+    /// Uploads a small (1 MiB, sparse) generalized VHD into the account's `manual` container, as a
+    /// person would before making an image or version from it; the caller deletes it once used.
+    func placeVHD(os: OSType, label: String, in account: StorageAccountID, name: String, metadata: [String: String] = [:]) async throws -> BlobID {
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("imagefactory-\(UUID().uuidString).vhd")
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        try VirtualDisk.write(VirtualDisk.Content(osType: os, baseImage: "manual:\(label)", artifacts: [], generalized: true, virtualSize: 1 << 20),
+                              to: temporary)
+        let container = ContainerID(account: account, name: LocalAddImageCommand.container)
+        do {
+            try await cloud.createContainer(container)
+        } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
+        let blob = BlobID(container: container, name: "\(name)-\(UUID().uuidString.prefix(8).lowercased()).vhd")
+        _ = try await cloud.putBlob(blob, data: try Data(contentsOf: temporary), metadata: metadata)
+        return blob
+    }
+
     /// The one client: retries, throttling and polling for the local commands too.
     var client: CloudClient { CloudClient(backend: cloud) }
 
@@ -651,18 +667,9 @@ struct LocalAddImageCommand: AsyncParsableCommand {
             let lab = try await session.lab(named: self.lab)
             let cloud = session.cloud
 
-            // A small generalized VHD (1 MiB, sparse) in the lab's own storage, as DevTest Labs requires.
-            let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("imagefactory-\(UUID().uuidString).vhd")
-            defer { try? FileManager.default.removeItem(at: temporary) }
-            try VirtualDisk.write(VirtualDisk.Content(osType: os.osType, baseImage: "manual:\(name)", artifacts: [], generalized: true,
-                                                      virtualSize: 1 << 20), to: temporary)
-            let container = ContainerID(account: lab.storageAccount, name: Self.container)
-            do {
-                try await cloud.createContainer(container)
-            } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
-            let blob = BlobID(container: container, name: "\(name.replacingOccurrences(of: " ", with: "-"))-\(UUID().uuidString.prefix(8).lowercased()).vhd")
-            _ = try await cloud.putBlob(blob, data: try Data(contentsOf: temporary), metadata: ["createdBy": "imagefactory local add-image"])
-
+            // A small generalized VHD in the lab's own storage, as DevTest Labs requires.
+            let blob = try await session.placeVHD(os: os.osType, label: name, in: lab.storageAccount,
+                                                  name: name.replacingOccurrences(of: " ", with: "-"), metadata: ["createdBy": "imagefactory local add-image"])
             let id = CustomImageID(lab: lab.id, name: name)
             let request = CustomImageRequest(id: id, vhd: blob, osType: os.osType, sysprep: true,
                                              description: "Placed by `imagefactory local add-image`.", author: "imagefactory local", tags: tags)
@@ -744,16 +751,7 @@ struct LocalAddGalleryVersionCommand: AsyncParsableCommand {
             }
             // A small generalized VHD in the factory lab's storage as the source.
             let factory = try await session.lab(named: settings.factoryLab)
-            let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("imagefactory-\(UUID().uuidString).vhd")
-            defer { try? FileManager.default.removeItem(at: temporary) }
-            try VirtualDisk.write(VirtualDisk.Content(osType: os.osType, baseImage: "manual:\(definition)", artifacts: [], generalized: true, virtualSize: 1 << 20),
-                                  to: temporary)
-            let container = ContainerID(account: factory.storageAccount, name: LocalAddImageCommand.container)
-            do {
-                try await cloud.createContainer(container)
-            } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
-            let blob = BlobID(container: container, name: "\(definition)-\(imageVersion)-\(UUID().uuidString.prefix(8).lowercased()).vhd")
-            _ = try await cloud.putBlob(blob, data: try Data(contentsOf: temporary), metadata: [:])
+            let blob = try await session.placeVHD(os: os.osType, label: definition, in: factory.storageAccount, name: "\(definition)-\(imageVersion)")
             let id = GalleryImageVersionID(definition: definitionID, version: imageVersion)
             do {
                 let handle: OperationHandle
