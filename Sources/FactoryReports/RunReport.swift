@@ -44,6 +44,26 @@ public struct RunReport: Codable, Sendable, Equatable {
     public var diagnostics: [Diagnostic]
     /// The cloud the run talked to, and how much (absent for the embedded local cloud and in older reports).
     public var backend: Backend?
+    /// Set when the run was one shard of a factory split across parallel jobs (`--shard I/N`):
+    /// which shard, of how many, and what it owned, so `report merge` can say which one failed or is missing.
+    public var shard: Shard?
+
+    /// One shard's identity and assignment.
+    public struct Shard: Codable, Sendable, Equatable {
+        /// 1-based.
+        public var index: Int
+        public var count: Int
+        /// The subscriptions whose targets (labs, galleries) this shard owned, lowercased.
+        public var subscriptions: [String]
+        /// The targets this shard owned: lab names and `gallery NAME`.
+        public var targets: [String]
+        public init(index: Int, count: Int, subscriptions: [String], targets: [String]) {
+            self.index = index
+            self.count = count
+            self.subscriptions = subscriptions
+            self.targets = targets
+        }
+    }
 
     /// What a run sent to Azure: its correlation id (in every request's `x-ms-correlation-request-id`,
     /// to give Azure support) and its request counts.
