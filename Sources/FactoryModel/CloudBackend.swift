@@ -92,8 +92,44 @@ public enum CopyStatus: String, Codable, Sendable {
     case pending, success, aborted, failed
 }
 
+/// Blob storage's two kinds of blob the factory meets. Disks are page blobs: a VHD exported from a
+/// disk is one, a copy keeps its source's kind, and Azure makes custom images and gallery versions
+/// only from page blobs. Records, the lock and other small files are block blobs.
+public enum BlobType: String, Codable, Sendable {
+    case blockBlob = "BlockBlob"
+    case pageBlob = "PageBlob"
+}
+
+/// Page blobs' layout: 512-byte pages, written at most 4 MiB per Put Page.
+public enum PageBlobLayout {
+    public static let pageSize = 512
+    public static let maxPageWrite = 4 << 20
+
+    /// The byte ranges of `data` holding a non-zero byte, in whole pages, each at most `maxRun`
+    /// bytes: what Put Page writes of a disk. An all-zero page stays unwritten (a hole, read as zeros).
+    public static func writtenRuns(_ data: Data, maxRun: Int = maxPageWrite) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(offset + pageSize, bytes.count)
+                if bytes[offset..<end].contains(where: { $0 != 0 }) {
+                    if let last = runs.last, last.upperBound == offset, last.count < maxRun {
+                        runs[runs.count - 1] = last.lowerBound..<end
+                    } else {
+                        runs.append(offset..<end)
+                    }
+                }
+                offset = end
+            }
+        }
+        return runs
+    }
+}
+
 public struct BlobProperties: Codable, Sendable, Equatable {
     public var id: BlobID
+    public var blobType: BlobType
     public var contentLength: Int64
     /// Base64 MD5 of the content, like Azure's Content-MD5.
     public var contentMD5: String?
@@ -107,9 +143,10 @@ public struct BlobProperties: Codable, Sendable, Equatable {
     /// A hint for when to look again while a copy is pending.
     public var retryAfter: Double?
 
-    public init(id: BlobID, contentLength: Int64, contentMD5: String?, lastModified: Date, metadata: [String: String] = [:],
+    public init(id: BlobID, blobType: BlobType = .blockBlob, contentLength: Int64, contentMD5: String?, lastModified: Date, metadata: [String: String] = [:],
                 copyStatus: CopyStatus? = nil, copyStatusDescription: String? = nil, copyProgress: String? = nil, retryAfter: Double? = nil) {
         self.id = id
+        self.blobType = blobType
         self.contentLength = contentLength
         self.contentMD5 = contentMD5
         self.lastModified = lastModified
@@ -599,7 +636,13 @@ public protocol BlobStorage: Sendable {
     func createContainer(_ id: ContainerID) async throws
     func deleteContainer(_ id: ContainerID) async throws
     func listContainers(account: StorageAccountID) async throws -> [String]
+    /// Writes a block blob in one request (records, the lock, small files).
     func putBlob(_ id: BlobID, data: Data, metadata: [String: String]) async throws -> BlobProperties
+    /// Writes a page blob, as a disk's VHD is: created at `data.count` bytes (a multiple of 512, as
+    /// Azure requires, else 400 `InvalidHeaderValue`), then only the pages holding data are written
+    /// (Put Page), so a sparse disk costs its data, not its size. Tests and `local add-image` place
+    /// VHDs with it; the factory's own VHDs come from disk exports and copies.
+    func putPageBlob(_ id: BlobID, data: Data, metadata: [String: String]) async throws -> BlobProperties
     func getBlob(_ id: BlobID) async throws -> Data
     func getBlobProperties(_ id: BlobID) async throws -> BlobProperties
     func listBlobs(container: ContainerID, prefix: String?) async throws -> [BlobProperties]

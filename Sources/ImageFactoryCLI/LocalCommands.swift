@@ -167,7 +167,7 @@ private struct LocalSession {
             try await cloud.createContainer(container)
         } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
         let blob = BlobID(container: container, name: "\(name)-\(UUID().uuidString.prefix(8).lowercased()).vhd")
-        _ = try await cloud.putBlob(blob, data: try Data(contentsOf: temporary), metadata: metadata)
+        _ = try await cloud.putPageBlob(blob, data: try Data(contentsOf: temporary), metadata: metadata)
         return blob
     }
 

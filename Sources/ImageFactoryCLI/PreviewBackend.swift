@@ -60,6 +60,7 @@ struct PreviewBackend: CloudBackend {
         return try await base.listContainers(account: account)
     }
     func putBlob(_ id: BlobID, data: Data, metadata: [String: String]) async throws -> BlobProperties { throw refused("Writing blob \(id)") }
+    func putPageBlob(_ id: BlobID, data: Data, metadata: [String: String]) async throws -> BlobProperties { throw refused("Writing page blob \(id)") }
     func getBlob(_ id: BlobID) async throws -> Data { try await base.getBlob(id) }
     func getBlobProperties(_ id: BlobID) async throws -> BlobProperties { try await base.getBlobProperties(id) }
     func listBlobs(container: ContainerID, prefix: String?) async throws -> [BlobProperties] {

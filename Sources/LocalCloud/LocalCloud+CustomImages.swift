@@ -26,6 +26,7 @@ extension LocalCloud {
             guard let blob, blob.isComplete(at: now) else {
                 throw CloudError(status: 400, code: "InvalidVhd", message: "The VHD '\(request.vhd.url)' does not exist or its copy is not complete.")
             }
+            try LocalCloud.checkImportableVHD(blob, uri: request.vhd.url)
             // The image keeps its own copy of the disk (a hard link: free, and the source blob may be deleted).
             let file = UUID().uuidString.lowercased() + ".vhd"
             let target = self.imagesDirectory.appendingPathComponent(file)

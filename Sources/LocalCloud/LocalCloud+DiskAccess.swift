@@ -154,7 +154,7 @@ extension LocalCloud {
                 throw CloudError(status: 403, code: "CannotVerifyCopySource", message: "This request is not authorized to perform this operation: \(error.message)")
             }
             try await self.db.read { db in _ = try self.container(db, destination.container) }
-            return try await self.copy(file: source.file, sourceURL: sourceURL, size: source.size, md5: source.md5, metadata: [:],
+            return try await self.copy(file: source.file, sourceURL: sourceURL, type: .pageBlob, size: source.size, md5: source.md5, metadata: [:],
                                        to: destination, suffix: ".vhd", fails: fails, at: self.clock.now(), sourceDiskAccess: id)
         }
     }

@@ -139,6 +139,7 @@ extension LocalCloud {
                 guard blob.isComplete(at: now) else {
                     throw CloudError(status: 400, code: "InvalidParameter", message: "The source VHD's copy is not complete.")
                 }
+                try LocalCloud.checkImportableVHD(blob, uri: request.sourceVHD.url)
                 return blob
             }
             let file = UUID().uuidString.lowercased() + ".vhd"

@@ -88,6 +88,80 @@ extension LocalCloud {
         }
     }
 
+    public func putPageBlob(_ id: BlobID, data: Data, metadata: [String: String]) async throws -> BlobProperties {
+        try LocalCloud.checkPageBlobSize(Int64(data.count))
+        return try await putPageBlob(id, size: Int64(data.count), md5: Data(Insecure_MD5(data)).base64EncodedString(), metadata: metadata) { url in
+            try SparseFile.writePages(data, to: url)
+        }
+    }
+
+    /// Azure sizes a page blob in whole 512-byte pages.
+    static func checkPageBlobSize(_ size: Int64) throws {
+        guard size >= 0, size % Int64(PageBlobLayout.pageSize) == 0 else {
+            throw CloudError(status: 400, code: "InvalidHeaderValue",
+                             message: "The value for one of the HTTP headers is not in the correct format: x-ms-blob-content-length \(size) is not a multiple of 512 (a page blob is made of 512-byte pages).")
+        }
+    }
+
+    /// Creates or replaces a page blob whose file `write` fills (sparse: only written pages), with
+    /// the Content-MD5 the writer set (Azure computes none for a page blob; `x-ms-blob-content-md5` sets it).
+    public func putPageBlob(_ id: BlobID, size: Int64, md5: String?, metadata: [String: String],
+                            write: @escaping @Sendable (URL) throws -> Void) async throws -> BlobProperties {
+        try LocalCloud.checkPageBlobSize(size)
+        return try await perform("putPageBlob", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+            let file = UUID().uuidString.lowercased() + ".vhd"
+            let url = self.blobsDirectory.appendingPathComponent(file)
+            try await self.db.read { db in _ = try self.container(db, id.container) }
+            try write(url)
+            let record = BlobRecord(id: id, type: .pageBlob, file: file, size: size, md5: md5, metadata: metadata, lastModified: self.clock.now(), copy: nil)
+            return try await self.commit(file: url) { db in
+                _ = try self.container(db, id.container)
+                try self.checkNoLease(db, id)
+                try self.replaceBlob(db, record)
+                return record.properties(at: self.clock.now())
+            }
+        }
+    }
+
+    /// Put Page: writes (or clears) whole pages of a page blob in place. As in Azure the blob's
+    /// Content-MD5 stays what its writer set: a page write does not recompute it.
+    public func putPages(_ id: BlobID, offset: Int64, data: Data, clear: Bool, length: Int64) async throws {
+        let page = Int64(PageBlobLayout.pageSize)
+        guard offset % page == 0, length % page == 0, length > 0, length <= Int64(PageBlobLayout.maxPageWrite) else {
+            throw CloudError(status: 416, code: "InvalidPageRange", message: "The page range specified is invalid: it must start and end on 512-byte page boundaries and be at most 4 MiB.")
+        }
+        try await perform("putPages", kind: .blobWrite, write: true, subscription: id.container.account.subscriptionId, lab: nil, resource: id.description) {
+            try await self.db.write { db in
+                var record = try self.blob(db, id)
+                guard record.blobType == .pageBlob else {
+                    throw CloudError(status: 409, code: "InvalidBlobType", message: "The blob type is invalid for this operation: \(id.name) is a block blob.")
+                }
+                guard offset + length <= record.size else {
+                    throw CloudError(status: 416, code: "InvalidPageRange", message: "The page range specified is invalid: it ends past the blob's \(record.size) bytes.")
+                }
+                guard record.isComplete(at: self.clock.now()) else {
+                    throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
+                }
+                try self.checkNoLease(db, id)
+                let handle = try FileHandle(forWritingTo: self.blobsDirectory.appendingPathComponent(record.file))
+                defer { try? handle.close() }
+                try handle.seek(toOffset: UInt64(offset))
+                try handle.write(contentsOf: clear ? Data(count: Int(length)) : data)
+                record.lastModified = self.clock.now()
+                try db.save("blob", LocalCloud.blobKey(id), parent: LocalCloud.containerKey(id.container), record)
+            }
+        }
+    }
+
+    /// Azure makes disks, images and gallery versions only from page blobs holding a VHD; anything
+    /// else is refused with the error Compute gives for it.
+    static func checkImportableVHD(_ blob: BlobRecord, uri: String) throws {
+        guard blob.blobType == .pageBlob else {
+            throw CloudError(status: 400, code: "BadRequest",
+                             message: "Only blobs formatted as VHDs can be imported. The blob '\(uri)' is a block blob; a VHD must be a page blob.")
+        }
+    }
+
     func blob(_ db: Database, _ id: BlobID) throws -> BlobRecord {
         guard let record = try db.record("blob", LocalCloud.blobKey(id), as: BlobRecord.self) else {
             _ = try container(db, id.container)
@@ -149,7 +223,7 @@ extension LocalCloud {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation on the source blob.")
             }
             return try await self.copy(file: self.blobsDirectory.appendingPathComponent(sourceRecord.file), sourceURL: source.url,
-                                       size: sourceRecord.size, md5: sourceRecord.md5, metadata: sourceRecord.metadata,
+                                       type: sourceRecord.blobType, size: sourceRecord.size, md5: sourceRecord.md5, metadata: sourceRecord.metadata,
                                        to: destination, suffix: source.name.hasSuffix(".vhd") ? ".vhd" : "", fails: fails, at: now,
                                        sourceKey: LocalCloud.blobKey(source))
         }
@@ -158,8 +232,9 @@ extension LocalCloud {
     /// The core of Copy Blob, whatever the source (a blob, a disk's SAS): the destination gets its
     /// own sparse copy of the bytes at once (half of them when the copy is to fail part-way), and
     /// reads as pending until the latency profile says the copy completes. As Azure, a destination
-    /// with a copy still pending, or under a lease, cannot be overwritten.
-    func copy(file sourceFile: URL, sourceURL: String, size: Int64, md5: String?, metadata: [String: String],
+    /// with a copy still pending, or under a lease, cannot be overwritten. The destination is the
+    /// source's kind of blob (a disk's is a page blob), and only the source's written pages move.
+    func copy(file sourceFile: URL, sourceURL: String, type: BlobType, size: Int64, md5: String?, metadata: [String: String],
               to destination: BlobID, suffix: String, fails: Bool, at now: Date, sourceDiskAccess: String? = nil,
               sourceKey: String? = nil) async throws -> BlobProperties {
         let latency = settings.latency
@@ -174,12 +249,15 @@ extension LocalCloud {
                              failure: fails ? "500 InternalError: the copy failed part-way after \(copied) bytes (injected fault)." : nil,
                              totalBytes: size, sourceDiskAccess: sourceDiskAccess, sourceKey: shared,
                              remainingBytes: shared != nil ? Double(fails ? copied : dataBytes) : nil, sharedSince: shared != nil ? now : nil)
-        let initial = BlobRecord(id: destination, file: file, size: size, md5: md5, metadata: metadata, lastModified: now, copy: copy)
+        let initial = BlobRecord(id: destination, type: type == .pageBlob ? .pageBlob : nil, file: file, size: size, md5: md5, metadata: metadata, lastModified: now, copy: copy)
         return try await commit(file: url) { db in
             var record = initial
             if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self),
                current.properties(at: self.clock.now()).copyStatus == .pending {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
+            }
+            if let current = try db.record("blob", LocalCloud.blobKey(destination), as: BlobRecord.self), current.blobType != type {
+                throw CloudError(status: 409, code: "InvalidBlobType", message: "The blob type is invalid for this operation: the destination is a \(current.blobType.rawValue), the source a \(type.rawValue).")
             }
             try self.checkNoLease(db, destination)
             if let shared {

@@ -142,6 +142,8 @@ enum SharedBandwidth {
 
 struct BlobRecord: Codable, Sendable {
     var id: BlobID
+    /// Nil for a block blob (and in state written before page blobs were told apart).
+    var type: BlobType?
     /// File name under the state directory's `blobs/` folder.
     var file: String
     var size: Int64
@@ -162,7 +164,7 @@ struct BlobRecord: Codable, Sendable {
 
     func properties(at now: Date) -> BlobProperties {
         guard let copy else {
-            return BlobProperties(id: id, contentLength: size, contentMD5: md5, lastModified: lastModified, metadata: metadata)
+            return BlobProperties(id: id, blobType: blobType, contentLength: size, contentMD5: md5, lastModified: lastModified, metadata: metadata)
         }
         var status = copy.status
         var description: String?
@@ -172,10 +174,12 @@ struct BlobRecord: Codable, Sendable {
         let pending = status == .pending
         let progress = pending ? "\(Int64(Double(copy.totalBytes) * max(0, min(0.99, 1 - copy.completesAt.timeIntervalSince(now) / max(0.001, copy.completesAt.timeIntervalSince(lastModified))))))/\(copy.totalBytes)" : "\(status == .success ? copy.totalBytes : 0)/\(copy.totalBytes)"
         return BlobProperties(
-            id: id, contentLength: size, contentMD5: status == .success ? md5 : nil, lastModified: lastModified, metadata: metadata,
+            id: id, blobType: blobType, contentLength: size, contentMD5: status == .success ? md5 : nil, lastModified: lastModified, metadata: metadata,
             copyStatus: status, copyStatusDescription: description, copyProgress: progress,
             retryAfter: pending ? max(0.01, copy.completesAt.timeIntervalSince(now)) : nil)
     }
+
+    var blobType: BlobType { type ?? .blockBlob }
 
     func isComplete(at now: Date) -> Bool {
         guard let copy else { return true }

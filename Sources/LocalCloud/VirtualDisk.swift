@@ -199,6 +199,25 @@ public enum SparseFile {
         return copied
     }
 
+    /// Writes `data` as a sparse file of its full size holding only its written pages.
+    public static func writePages(_ data: Data, to url: URL) throws {
+        let output = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard output >= 0 else { throw CloudError(status: 500, code: "InternalError", message: "Cannot create \(url.lastPathComponent)") }
+        defer { close(output) }
+        guard ftruncate(output, off_t(data.count)) == 0 else { throw CloudError(status: 500, code: "InternalError", message: "Disk full") }
+        try data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            for run in PageBlobLayout.writtenRuns(data, maxRun: Int.max) {
+                let (start, length) = (run.lowerBound, run.count)
+                var written = 0
+                while written < length {
+                    let w = pwrite(output, bytes.baseAddress! + start + written, length - written, off_t(start + written))
+                    if w <= 0 { throw CloudError(status: 500, code: "InternalError", message: "Write failed") }
+                    written += w
+                }
+            }
+        }
+    }
+
     /// Opens a file for reading and tells its size; the caller closes the descriptor.
     static func openForReading(_ url: URL) throws -> (Int32, Int64) {
         let fd = open(url.path, O_RDONLY)

@@ -93,11 +93,13 @@ struct BlobService {
             return ServeResponse(status: 204)
         case ("PUT", "lease"):
             return try await lease(request, blob)
+        case ("PUT", "page"):
+            return try await putPage(request, blob)
         case ("GET", "metadata"), ("HEAD", "metadata"):
             let properties = try await cloud.getBlobProperties(blob)
             return ServeResponse(status: 200, headers: Self.metadataHeaders(properties.metadata) + [("ETag", Self.etag(properties.lastModified))])
         default:
-            return Self.error(400, "UnsupportedQueryParameter", "The local cloud's Blob service does not support \(request.method) with comp=\(comp ?? "none") on a blob (block lists, pages and tags are not emulated).")
+            return Self.error(400, "UnsupportedQueryParameter", "The local cloud's Blob service does not support \(request.method) with comp=\(comp ?? "none") on a blob (block lists, page ranges and tags are not emulated).")
         }
     }
 
@@ -105,11 +107,12 @@ struct BlobService {
 
     private func putBlob(_ request: ServeRequest, _ blob: BlobID) async throws -> ServeResponse {
         let type = request.header("x-ms-blob-type") ?? ""
+        if type.lowercased() == "pageblob" { return try await createPageBlob(request, blob) }
         guard type.lowercased() == "blockblob" else {
             if type.isEmpty {
                 return Self.error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-blob-type.")
             }
-            return Self.error(400, "InvalidHeaderValue", "The local cloud stores block blobs; x-ms-blob-type '\(type)' is not emulated.")
+            return Self.error(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: x-ms-blob-type '\(type)' (the local cloud has block and page blobs, not append blobs).")
         }
         if let md5 = request.header("Content-MD5"), md5 != Data(Insecure.MD5.hash(data: request.body)).base64EncodedString() {
             return Self.error(400, "Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server.")
@@ -119,6 +122,58 @@ struct BlobService {
                                                         ("x-ms-request-server-encrypted", "true")]
         if let md5 = properties.contentMD5 { headers.append(("Content-MD5", md5)) }
         return ServeResponse(status: 201, headers: headers)
+    }
+
+    /// Put Blob of a page blob: an empty body, its size in `x-ms-blob-content-length` (whole
+    /// 512-byte pages), its Content-MD5 only if the client sets `x-ms-blob-content-md5` (Azure
+    /// computes none for a page blob). The pages are then written with Put Page.
+    private func createPageBlob(_ request: ServeRequest, _ blob: BlobID) async throws -> ServeResponse {
+        guard let sizeText = request.header("x-ms-blob-content-length") else {
+            return Self.error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-blob-content-length.")
+        }
+        guard let size = Int64(sizeText), size >= 0, size % Int64(PageBlobLayout.pageSize) == 0 else {
+            return Self.error(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: x-ms-blob-content-length must be a multiple of 512.")
+        }
+        guard request.body.isEmpty else {
+            return Self.error(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: Content-Length must be 0 to create a page blob.")
+        }
+        let properties = try await cloud.putPageBlob(blob, size: size, md5: request.header("x-ms-blob-content-md5"), metadata: Self.metadata(request)) { url in
+            guard FileManager.default.createFile(atPath: url.path, contents: nil), let handle = try? FileHandle(forWritingTo: url) else {
+                throw CloudError(status: 500, code: "InternalError", message: "Cannot create the page blob's file.")
+            }
+            defer { try? handle.close() }
+            try handle.truncate(atOffset: UInt64(size))
+        }
+        return ServeResponse(status: 201, headers: [("ETag", Self.etag(properties.lastModified)), ("Last-Modified", HTTPDate.format(properties.lastModified)),
+                                                    ("x-ms-request-server-encrypted", "true")])
+    }
+
+    /// Put Page: `x-ms-page-write: update` with the pages' bytes, or `clear` with no body, over a
+    /// range of whole 512-byte pages (`x-ms-range` or `Range`), at most 4 MiB.
+    private func putPage(_ request: ServeRequest, _ blob: BlobID) async throws -> ServeResponse {
+        guard let write = request.header("x-ms-page-write")?.lowercased(), write == "update" || write == "clear" else {
+            return Self.error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-page-write (update or clear).")
+        }
+        guard let range = request.header("x-ms-range") ?? request.header("Range") else {
+            return Self.error(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-range.")
+        }
+        let parts = range.lowercased().hasPrefix("bytes=") ? range.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false) : []
+        guard parts.count == 2, let start = Int64(parts[0]), let end = Int64(parts[1]), end >= start else {
+            return Self.error(416, "InvalidPageRange", "The page range specified is invalid: '\(range)'.")
+        }
+        let length = end - start + 1
+        if write == "update" {
+            guard Int64(request.body.count) == length else {
+                return Self.error(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format: the body has \(request.body.count) bytes for a range of \(length).")
+            }
+            if let md5 = request.header("Content-MD5"), md5 != Data(Insecure.MD5.hash(data: request.body)).base64EncodedString() {
+                return Self.error(400, "Md5Mismatch", "The MD5 value specified in the request did not match with the MD5 value calculated by the server.")
+            }
+        }
+        try await cloud.putPages(blob, offset: start, data: request.body, clear: write == "clear", length: length)
+        let properties = try await cloud.getBlobProperties(blob)
+        return ServeResponse(status: 201, headers: [("ETag", Self.etag(properties.lastModified)), ("Last-Modified", HTTPDate.format(properties.lastModified)),
+                                                    ("x-ms-blob-sequence-number", "0"), ("x-ms-request-server-encrypted", "true")])
     }
 
     private func getBlob(_ request: ServeRequest, _ blob: BlobID) async throws -> ServeResponse {
@@ -160,11 +215,12 @@ struct BlobService {
         var headers: [(name: String, value: String)] = [
             ("Content-Length", String(p.contentLength)), ("Content-Type", "application/octet-stream"),
             ("ETag", etag(p.lastModified)), ("Last-Modified", HTTPDate.format(p.lastModified)),
-            ("x-ms-creation-time", HTTPDate.format(p.lastModified)), ("x-ms-blob-type", "BlockBlob"),
+            ("x-ms-creation-time", HTTPDate.format(p.lastModified)), ("x-ms-blob-type", p.blobType.rawValue),
             ("x-ms-lease-status", d.leaseState == "leased" || d.leaseState == "breaking" ? "locked" : "unlocked"),
             ("x-ms-lease-state", d.leaseState), ("x-ms-server-encrypted", "true"), ("x-ms-access-tier", "Hot"),
             ("x-ms-access-tier-inferred", "true"), ("Accept-Ranges", "bytes"),
         ]
+        if p.blobType == .pageBlob { headers.append(("x-ms-blob-sequence-number", "0")) }
         if let duration = d.leaseDuration { headers.append(("x-ms-lease-duration", duration)) }
         if let md5 = p.contentMD5 { headers.append(("Content-MD5", md5)) }
         if let status = p.copyStatus {
@@ -379,7 +435,7 @@ struct BlobService {
             xml += "<Etag>\(XML.escape(Self.etag(p.lastModified)))</Etag><Content-Length>\(p.contentLength)</Content-Length>"
             xml += "<Content-Type>application/octet-stream</Content-Type>"
             if let md5 = p.contentMD5 { xml += "<Content-MD5>\(md5)</Content-MD5>" }
-            xml += "<BlobType>BlockBlob</BlobType><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
+            xml += "<BlobType>\(p.blobType.rawValue)</BlobType><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
             if let status = p.copyStatus, include.contains("copy") {
                 xml += "<CopyId>\(Self.copyID(p.id, p))</CopyId><CopyStatus>\(status.rawValue)</CopyStatus>"
                 if let progress = p.copyProgress { xml += "<CopyProgress>\(progress)</CopyProgress>" }

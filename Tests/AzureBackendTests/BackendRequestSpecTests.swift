@@ -227,4 +227,30 @@ struct BackendRequestSpecTests {
         #expect(blobRequests.allSatisfy { $0.header("Authorization")?.hasPrefix("SharedKey \(served.factory.storageAccount.name):") == true })
         #expect(blobRequests.allSatisfy { $0.header("x-ms-version") == AzureHTTPClient.storageVersion && $0.header("x-ms-date") != nil })
     }
+    @Test("a page blob goes up as Put Blob (its size, its MD5, no body) then Put Page for each run of written pages, cut at 4 MiB; zero pages are never sent")
+    func pageBlobRequests() async throws {
+        let served = try await ServedBackend.make()
+        defer { served.close() }
+        let container = ContainerID(account: served.factory.storageAccount, name: "pages")
+        try await served.backend.createContainer(container)
+        // 9 MiB: 5 MiB of data, a 3 MiB hole, one written page, zeros to the end.
+        var data = Data(count: 9 << 20)
+        data.replaceSubrange(0..<(5 << 20), with: Data(repeating: 1, count: 5 << 20))
+        data.replaceSubrange((8 << 20)..<((8 << 20) + 512), with: Data(repeating: 2, count: 512))
+        let blob = BlobID(container: container, name: "disk.vhd")
+        let put = try await served.backend.putPageBlob(blob, data: data, metadata: ["imagepath": "Linux/Ubuntu.json"])
+        let sent = await served.recorder.requests.filter { $0.url.path.hasSuffix("/pages/disk.vhd") }
+        let create = try #require(sent.first)
+        #expect(create.method == "PUT" && create.url.query == nil)
+        #expect(create.header("x-ms-blob-type") == "PageBlob" && create.header("x-ms-blob-content-length") == String(9 << 20))
+        #expect(create.header("x-ms-blob-content-md5") == put.contentMD5 && (create.body ?? Data()).isEmpty)
+        let pages = sent.dropFirst()
+        #expect(pages.allSatisfy { $0.url.query == "comp=page" && $0.header("x-ms-page-write") == "update" })
+        #expect(pages.map { $0.header("x-ms-range") ?? "" } == ["bytes=0-4194303", "bytes=4194304-5242879", "bytes=8388608-8389119"])
+        #expect(pages.reduce(0) { $0 + ($1.body?.count ?? 0) } == (5 << 20) + 512, "only written pages travel")
+        #expect(try await served.backend.getBlob(blob) == data)
+        let properties = try await served.backend.getBlobProperties(blob)
+        #expect(properties.blobType == .pageBlob && properties.contentMD5 == put.contentMD5)
+    }
 }
+

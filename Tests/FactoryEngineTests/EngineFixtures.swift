@@ -278,7 +278,7 @@ final class LocalFactory {
         let container = ContainerID(account: lab.storageAccount, name: "handmade")
         do { try await observer.createContainer(container) } catch let error as CloudError where error.code == "ContainerAlreadyExists" {}
         let vhd = BlobID(container: container, name: name + ".vhd")
-        _ = try await observer.putBlob(vhd, data: Data(repeating: 7, count: 4096), metadata: [:])
+        _ = try await observer.putPageBlob(vhd, data: Data(repeating: 7, count: 4096), metadata: [:])
         let handle = try await observer.createCustomImage(CustomImageRequest(
             id: CustomImageID(lab: lab.id, name: name), vhd: vhd, osType: .windows, sysprep: true,
             description: "made by hand", author: "someone", tags: tags))

@@ -178,7 +178,7 @@ struct CloudBackendConformanceTests {
         try await under.with { f in
             let source = BlobID(container: f.container, name: "image.vhd")
             let data = try Requests.smallVHD("copy-source")
-            let put = try await f.backend.putBlob(source, data: data, metadata: ["ImagePath": "Windows/Server.json"])
+            let put = try await f.backend.putPageBlob(source, data: data, metadata: ["ImagePath": "Windows/Server.json"])
             let destinationContainer = ContainerID(account: f.targetLab.storageAccount, name: "imports")
             try await f.backend.createContainer(destinationContainer)
             let destination = BlobID(container: destinationContainer, name: "image.vhd")
@@ -190,6 +190,7 @@ struct CloudBackendConformanceTests {
             #expect(done.contentLength == Int64(data.count))
             #expect(done.contentMD5 == put.contentMD5)
             #expect(done.metadata == ["ImagePath": "Windows/Server.json"])
+            #expect(done.blobType == .pageBlob, "a copy is its source's kind of blob")
             #expect(try await f.backend.getBlob(destination) == data)
 
             let missing = BlobID(container: f.container, name: "missing.vhd")
@@ -217,6 +218,36 @@ struct CloudBackendConformanceTests {
         }
     }
 
+    @Test("a VHD is a page blob: sized in whole pages, only written pages sent, its MD5 the writer's; a copy cannot change a blob's kind", arguments: BackendUnderTest.all)
+    func pageBlobs(_ under: BackendUnderTest) async throws {
+        try await under.with { f in
+            // A disk with data at its start, a hole, data again, and zeros up to its footer.
+            var data = Data(count: 3 << 20)
+            data.replaceSubrange(0..<1000, with: Data(repeating: 1, count: 1000))
+            data.replaceSubrange((2 << 20)..<((2 << 20) + 512), with: Data(repeating: 2, count: 512))
+            #expect(PageBlobLayout.writtenRuns(data) == [0..<1024, (2 << 20)..<((2 << 20) + 512)])
+            let vhd = BlobID(container: f.container, name: "disk.vhd")
+            let put = try await f.backend.putPageBlob(vhd, data: data, metadata: ["kind": "disk"])
+            #expect(put.blobType == .pageBlob)
+            let read = try await f.backend.getBlobProperties(vhd)
+            #expect(read.blobType == .pageBlob)
+            #expect(read.contentLength == Int64(data.count))
+            #expect(read.contentMD5 == put.contentMD5 && read.contentMD5 != nil)
+            #expect(read.metadata == ["kind": "disk"])
+            #expect(try await f.backend.getBlob(vhd) == data)
+            #expect(try await f.backend.listBlobs(container: f.container, prefix: "disk").map(\.blobType) == [.pageBlob])
+
+            await expectCloudError(400, "InvalidHeaderValue") {
+                try await f.backend.putPageBlob(BlobID(container: f.container, name: "odd.vhd"), data: Data(count: 1000), metadata: [:])
+            }
+            // A block blob keeps its kind, and a copy onto it from a page blob is refused.
+            let record = BlobID(container: f.container, name: "record.json")
+            #expect(try await f.backend.putBlob(record, data: Data("{}".utf8), metadata: [:]).blobType == .blockBlob)
+            #expect(try await f.backend.getBlobProperties(record).blobType == .blockBlob)
+            await expectCloudError(409, "InvalidBlobType") { try await f.backend.startBlobCopy(from: vhd, to: record) }
+        }
+    }
+
     // MARK: Custom images
 
     @Test("custom images are created, read, listed and deleted; the same PUT twice is fine", arguments: BackendUnderTest.all)
@@ -225,7 +256,7 @@ struct CloudBackendConformanceTests {
             let container = ContainerID(account: f.targetLab.storageAccount, name: "vhds")
             try await f.backend.createContainer(container)
             let vhd = BlobID(container: container, name: "server-2022.vhd")
-            _ = try await f.backend.putBlob(vhd, data: try Requests.smallVHD("server-2022"), metadata: [:])
+            _ = try await f.backend.putPageBlob(vhd, data: try Requests.smallVHD("server-2022"), metadata: [:])
 
             let id = CustomImageID(lab: f.targetLab.id, name: "Server2022-20260101")
             let request = Requests.image(id, vhd: vhd, tags: ["ImagePath": "Windows/Server 2022.json"])
@@ -247,12 +278,19 @@ struct CloudBackendConformanceTests {
 
             // The same name from a different VHD is a conflict.
             let otherVHD = BlobID(container: container, name: "other.vhd")
-            _ = try await f.backend.putBlob(otherVHD, data: try Requests.smallVHD("other"), metadata: [:])
+            _ = try await f.backend.putPageBlob(otherVHD, data: try Requests.smallVHD("other"), metadata: [:])
             await expectCloudError(409, "Conflict") { try await f.backend.createCustomImage(Requests.image(id, vhd: otherVHD)) }
+
+            // A VHD uploaded as a block blob is refused, as Azure refuses it.
+            let blockVHD = BlobID(container: container, name: "block.vhd")
+            _ = try await f.backend.putBlob(blockVHD, data: try Requests.smallVHD("block"), metadata: [:])
+            await expectCloudError(400, "BadRequest") {
+                try await f.backend.createCustomImage(Requests.image(CustomImageID(lab: f.targetLab.id, name: "block"), vhd: blockVHD))
+            }
 
             // DevTest Labs takes VHDs only from the lab's own storage account.
             let foreign = BlobID(container: f.container, name: "foreign.vhd")
-            _ = try await f.backend.putBlob(foreign, data: try Requests.smallVHD("foreign"), metadata: [:])
+            _ = try await f.backend.putPageBlob(foreign, data: try Requests.smallVHD("foreign"), metadata: [:])
             await expectCloudError(400, "InvalidVhdLocation") {
                 try await f.backend.createCustomImage(Requests.image(CustomImageID(lab: f.targetLab.id, name: "foreign"), vhd: foreign))
             }
@@ -323,7 +361,7 @@ struct CloudBackendConformanceTests {
             await expectCloudError(409, "PropertyChangeNotAllowed") { try await f.backend.createImageDefinition(changed) }
 
             let vhd = BlobID(container: f.container, name: "server2022.vhd")
-            _ = try await f.backend.putBlob(vhd, data: try Requests.smallVHD("server2022"), metadata: [:])
+            _ = try await f.backend.putPageBlob(vhd, data: try Requests.smallVHD("server2022"), metadata: [:])
             let versionID = GalleryImageVersionID(definition: definitionID, version: "1.0.0")
             let request = GalleryImageVersionRequest(id: versionID, location: "westeurope", sourceVHD: vhd,
                                                      targetRegions: [TargetRegion(name: "westeurope"), TargetRegion(name: "eastus", regionalReplicaCount: 2)],
@@ -342,6 +380,13 @@ struct CloudBackendConformanceTests {
             var badVersion = request
             badVersion.id.version = "1.0"
             await expectCloudError(400, "InvalidParameter") { try await f.backend.createImageVersion(badVersion) }
+            // A version from a block blob is refused, as Azure refuses it.
+            let blockVHD = BlobID(container: f.container, name: "block.vhd")
+            _ = try await f.backend.putBlob(blockVHD, data: try Requests.smallVHD("block"), metadata: [:])
+            var fromBlock = request
+            fromBlock.id.version = "1.0.1"
+            fromBlock.sourceVHD = blockVHD
+            await expectCloudError(400, "BadRequest") { try await f.backend.createImageVersion(fromBlock) }
 
             try await succeed(try await f.backend.deleteImageVersion(versionID), on: f.backend)
             await expectCloudError(404, "ResourceNotFound") { try await f.backend.getImageVersion(versionID) }

@@ -16,9 +16,9 @@ struct LocalCloudBehaviourTests {
         try await LocalCloudFixture.with(settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none)) { local in
             let cloud = local.cloud
             let source = BlobID(container: local.fixture.container, name: "golden.vhd")
-            _ = try await cloud.putBlob(source, data: try Requests.smallVHD("golden"), metadata: [:])
+            _ = try await cloud.putPageBlob(source, data: try Requests.smallVHD("golden"), metadata: [:])
             let other = BlobID(container: local.fixture.container, name: "other.vhd")
-            _ = try await cloud.putBlob(other, data: try Requests.smallVHD("other"), metadata: [:])
+            _ = try await cloud.putPageBlob(other, data: try Requests.smallVHD("other"), metadata: [:])
             let target = ContainerID(account: local.fixture.targetLab.storageAccount, name: "copies")
             try await cloud.createContainer(target)
             // Alone, a copy takes data ÷ bandwidth.
@@ -36,6 +36,26 @@ struct LocalCloudBehaviourTests {
             let pc = try #require(try await cloud.getBlobProperties(c).retryAfter)
             #expect(abs(pa - 2 * single) < 0.01 && abs(pb - 2 * single) < 0.01, "\(pa) \(pb) vs \(single)")
             #expect(abs(pc - single) < 0.2 * single, "another source is not slowed: \(pc) vs \(single)")
+        }
+    }
+
+    @Test("a copy moves only its source's written pages: 64 MiB holding 1 MiB of data copies as fast as 1 MiB")
+    func copiesMoveWrittenPages() async throws {
+        var latency = LatencyProfile.instant
+        latency.name = "shared-source"
+        latency.sourceBytesPerSecond = 1_048_576  // 1 MiB/s: the copy's time says how much it read
+        try await LocalCloudFixture.with(settings: LocalCloudSettings(latency: latency, throttle: .off, faults: .none)) { local in
+            let cloud = local.cloud
+            var sparse = Data(count: 64 << 20)
+            sparse.replaceSubrange(0..<(1 << 20), with: Data(repeating: 9, count: 1 << 20))
+            let source = BlobID(container: local.fixture.container, name: "sparse.vhd")
+            _ = try await cloud.putPageBlob(source, data: sparse, metadata: [:])
+            let allocated = SparseFile.allocatedBytes(try await cloud.blobFile(source))
+            #expect(allocated >= 1 << 20 && allocated < 2 << 20, "only the written pages are stored: \(allocated) bytes")
+            let copy = try await cloud.startBlobCopy(from: source, to: BlobID(container: local.fixture.container, name: "copy.vhd"))
+            let seconds = try #require(copy.retryAfter)
+            #expect(seconds > 0.9 && seconds < 2.1, "1 MiB of data at 1 MiB/s, not 64 MiB: \(seconds) s")
+            #expect(copy.blobType == .pageBlob)
         }
     }
 
@@ -113,7 +133,7 @@ struct LocalCloudBehaviourTests {
                                                     osType: .windows, osState: .generalized, publisher: "p", offer: "o", sku: "s", provisioningState: "")
             try await succeed(try await backend.createImageDefinition(definition), on: backend)
             let vhd = BlobID(container: local.fixture.container, name: "v.vhd")
-            _ = try await backend.putBlob(vhd, data: try Requests.smallVHD("v"), metadata: [:])
+            _ = try await backend.putPageBlob(vhd, data: try Requests.smallVHD("v"), metadata: [:])
             let versionID = GalleryImageVersionID(definition: definition.id, version: "1.0.0")
             let versionHandle = try await backend.createImageVersion(GalleryImageVersionRequest(
                 id: versionID, location: "westeurope", sourceVHD: vhd, targetRegions: [TargetRegion(name: "westeurope"), TargetRegion(name: "eastus")], tags: [:]))
@@ -274,7 +294,7 @@ struct LocalCloudBehaviourTests {
             let container = ContainerID(account: local.fixture.targetLab.storageAccount, name: "vhds")
             try await backend.createContainer(container)
             let source = BlobID(container: local.fixture.container, name: "source.vhd")
-            _ = try await backend.putBlob(source, data: try Requests.smallVHD("source"), metadata: [:])
+            _ = try await backend.putPageBlob(source, data: try Requests.smallVHD("source"), metadata: [:])
             let destination = BlobID(container: container, name: "copy.vhd")
             _ = try await backend.startBlobCopy(from: source, to: destination)
             let copy = try await finishedCopy(destination, on: backend)
@@ -357,6 +377,7 @@ struct LocalCloudBehaviourTests {
             let file = try await local.cloud.blobFile(vhd)
             let virtual: Int64 = 1 << 30
             #expect(try await backend.getBlobProperties(vhd).contentLength == virtual + Int64(VirtualDisk.footerSize))
+            #expect(try await backend.getBlobProperties(vhd).blobType == .pageBlob, "a disk exports as a page blob")
             let allocated = SparseFile.allocatedBytes(file)
             #expect(allocated > 0)
             #expect(allocated < virtual / 100, "the exported disk allocates \(allocated) bytes")

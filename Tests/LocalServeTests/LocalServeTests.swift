@@ -261,7 +261,9 @@ func pathOf(_ url: String) -> String {
         defer { f.cleanup() }
         let account = try await f.createLab("Lab1")
         #expect(await f.blob("PUT", "/\(account)/vhds?restype=container").status == 201)
-        #expect(await f.blob("PUT", "/\(account)/vhds/a.vhd", headers: [("x-ms-blob-type", "BlockBlob")], body: Data(repeating: 1, count: 1024)).status == 201)
+        #expect(await f.blob("PUT", "/\(account)/vhds/a.vhd", headers: [("x-ms-blob-type", "PageBlob"), ("x-ms-blob-content-length", "1024")]).status == 201)
+        #expect(await f.blob("PUT", "/\(account)/vhds/a.vhd?comp=page", headers: [("x-ms-page-write", "update"), ("x-ms-range", "bytes=0-1023")],
+                             body: Data(repeating: 1, count: 1024)).status == 201)
         let g = "/subscriptions/\(f.sub)/resourceGroups/\(f.rg)/providers/Microsoft.Compute/galleries/gal"
         let v = "api-version=2026-03-03"
         let gallery = await f.arm("PUT", "\(g)?\(v)", ["location": "westeurope"])
@@ -295,6 +297,41 @@ func pathOf(_ url: String) -> String {
 }
 
 @Suite struct BlobServiceTests {
+    @Test("page blobs as Azure has them: Put Blob sizes them in whole pages with an empty body, Put Page writes whole pages in place, no Content-MD5 unless the client sets it")
+    func pageBlobs() async throws {
+        let f = try await ServeFixture.make()
+        defer { f.cleanup() }
+        let account = try await f.createLab("Lab1")
+        #expect(await f.blob("PUT", "/\(account)/vhds?restype=container").status == 201)
+        let page = [("x-ms-blob-type", "PageBlob")]
+        #expect(await f.blob("PUT", "/\(account)/vhds/odd.vhd", headers: page + [("x-ms-blob-content-length", "1000")]).status == 400)
+        #expect(await f.blob("PUT", "/\(account)/vhds/nosize.vhd", headers: page).status == 400)
+        #expect(await f.blob("PUT", "/\(account)/vhds/body.vhd", headers: page + [("x-ms-blob-content-length", "512")], body: Data(count: 512)).status == 400)
+        #expect(await f.blob("PUT", "/\(account)/vhds/d.vhd", headers: page + [("x-ms-blob-content-length", "2048")]).status == 201)
+        let written = Data(repeating: 5, count: 512)
+        #expect(await f.blob("PUT", "/\(account)/vhds/d.vhd?comp=page", headers: [("x-ms-page-write", "update"), ("x-ms-range", "bytes=1024-1535")], body: written).status == 201)
+        // Not on page boundaries, past the end, a body that is not the range, a block blob: refused.
+        #expect(await f.blob("PUT", "/\(account)/vhds/d.vhd?comp=page", headers: [("x-ms-page-write", "update"), ("x-ms-range", "bytes=100-611")], body: written).status == 416)
+        #expect(await f.blob("PUT", "/\(account)/vhds/d.vhd?comp=page", headers: [("x-ms-page-write", "update"), ("x-ms-range", "bytes=2048-2559")], body: written).status == 416)
+        #expect(await f.blob("PUT", "/\(account)/vhds/d.vhd?comp=page", headers: [("x-ms-page-write", "update"), ("x-ms-range", "bytes=0-1023")], body: written).status == 400)
+        #expect(await f.blob("PUT", "/\(account)/vhds/b.txt", headers: [("x-ms-blob-type", "BlockBlob")], body: Data("x".utf8)).status == 201)
+        #expect(await f.blob("PUT", "/\(account)/vhds/b.txt?comp=page", headers: [("x-ms-page-write", "update"), ("x-ms-range", "bytes=0-511")], body: written).status == 409)
+        let head = await f.blob("HEAD", "/\(account)/vhds/d.vhd")
+        #expect(head.header("x-ms-blob-type") == "PageBlob")
+        #expect(head.header("Content-Length") == "2048")
+        #expect(head.header("Content-MD5") == nil, "Azure computes no MD5 for a page blob")
+        let got = await f.blob("GET", "/\(account)/vhds/d.vhd")
+        #expect(got.body == Data(count: 1024) + written + Data(count: 512))
+        // Cleared pages read as zeros again.
+        #expect(await f.blob("PUT", "/\(account)/vhds/d.vhd?comp=page", headers: [("x-ms-page-write", "clear"), ("x-ms-range", "bytes=1024-1535")]).status == 201)
+        #expect(await f.blob("GET", "/\(account)/vhds/d.vhd").body == Data(count: 2048))
+        // The MD5 a client sets is the one kept.
+        #expect(await f.blob("PUT", "/\(account)/vhds/m.vhd", headers: page + [("x-ms-blob-content-length", "512"), ("x-ms-blob-content-md5", "AAAAAAAAAAAAAAAAAAAAAA==")]).status == 201)
+        #expect(await f.blob("HEAD", "/\(account)/vhds/m.vhd").header("Content-MD5") == "AAAAAAAAAAAAAAAAAAAAAA==")
+        let list = String(decoding: await f.blob("GET", "/\(account)/vhds?restype=container&comp=list").body, as: UTF8.self)
+        #expect(list.contains("<Name>d.vhd</Name>") && list.contains("<BlobType>PageBlob</BlobType>") && list.contains("<BlobType>BlockBlob</BlobType>"))
+    }
+
     @Test func putGetPropertiesListDelete() async throws {
         let f = try await ServeFixture.make()
         defer { f.cleanup() }

@@ -42,7 +42,7 @@ from azure.mgmt.devtestlabs.models import (
     LabVirtualMachine,
 )
 from azure.mgmt.resource.deployments import DeploymentsMgmtClient
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, BlobType
 
 BASE = sys.argv[1].rstrip("/")
 CERT = sys.argv[2]
@@ -209,9 +209,12 @@ def blobs_and_copy_between_accounts():
     source_account, source = blob_client("SdkLab1")
     dest_account, dest = blob_client("SdkLab2")
     source.create_container("vhds")
-    source.get_blob_client("vhds", "image.vhd").upload_blob(vhd, metadata={"imagepath": "Linux/Ubuntu.json"})
+    # A VHD is a page blob: the SDK creates it at its size, then writes it with Put Page.
+    source.get_blob_client("vhds", "image.vhd").upload_blob(vhd, blob_type=BlobType.PAGEBLOB, metadata={"imagepath": "Linux/Ubuntu.json"})
     props = source.get_blob_client("vhds", "image.vhd").get_blob_properties()
     expect(props.size == len(vhd) and props.metadata.get("imagepath") == "Linux/Ubuntu.json", f"properties {props.size} {props.metadata}")
+    expect(props.blob_type == BlobType.PAGEBLOB, f"blob type {props.blob_type}")
+    expect(props.content_settings.content_md5 is None, "Azure computes no Content-MD5 for a page blob")
     expect(source.get_blob_client("vhds", "image.vhd").download_blob().readall() == vhd, "download differs")
     expect([b.name for b in source.get_container_client("vhds").list_blobs()] == ["image.vhd"], "list blobs")
     # The source is private and in another account: the copy needs a SAS, as in Azure. The key comes
@@ -237,7 +240,12 @@ def blobs_and_copy_between_accounts():
     expect(status.status == "success", f"copy ended {status.status}: {status.status_description}")
     expect(status.id == copy["copy_id"], "copy id changed")
     expect(target.download_blob().readall() == vhd, "copied bytes differ")
+    expect(target.get_blob_properties().blob_type == BlobType.PAGEBLOB, "a copy keeps its source's blob type")
     state["vhd_url"] = target.url
+    # The same bytes as a block blob, for the refusal check.
+    block = dest.get_blob_client("uploads", "block.vhd")
+    block.upload_blob(vhd)
+    state["block_vhd_url"] = block.url
     state["vhd_account"] = dest_account
 
 
@@ -333,6 +341,13 @@ def custom_image_from_vhd():
     result = dtl.custom_images.begin_create_or_update(RG, "SdkLab2", "ubuntu-2204-sdk", image).result(timeout=120)
     expect(result.provisioning_state == "Succeeded", f"custom image {result.provisioning_state}")
     expect([i.name for i in dtl.custom_images.list(RG, "SdkLab2")] == ["ubuntu-2204-sdk"], "custom image list")
+    # A VHD uploaded as a block blob is refused, as Azure refuses it.
+    block = CustomImage(vhd=CustomImagePropertiesCustom(image_name=state["block_vhd_url"], sys_prep=True, os_type="Linux"))
+    try:
+        dtl.custom_images.begin_create_or_update(RG, "SdkLab2", "from-block-blob", block).result(timeout=120)
+        raise AssertionError("a custom image from a block blob was accepted")
+    except HttpResponseError as error:
+        expect(error.status_code == 400 and error.error.code == "BadRequest", f"{error.status_code} {error.error.code if error.error else error}")
 
 
 def gallery_definition_version():
