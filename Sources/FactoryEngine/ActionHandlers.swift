@@ -98,7 +98,12 @@ struct ActionHandlers: Sendable {
             throw error
         }
         await endExport(export)
-        guard let md5 = copied.contentMD5 else { throw CloudError(status: 500, code: "MissingContentMD5", message: "The exported VHD has no Content-MD5.") }
+        // Azure does not promise a Content-MD5 for a disk, so the export may have none: then copies
+        // are checked by their copy status and size instead (Copy Blob moves bytes faithfully).
+        let md5 = copied.contentMD5
+        if md5 == nil {
+            events(.note("\(spec.imageName): the exported VHD has no Content-MD5; its copies are checked by copy status and size"))
+        }
         let record = VhdRecord(imageName: spec.imageName, imagePath: spec.imagePath, description: spec.description, osType: spec.osType,
                                vhdFileName: spec.vhd.name, timestamp: clock.now(), osState: spec.osState, commit: spec.commit,
                                templateBlobSha: spec.templateSha, sizeBytes: copied.contentLength, md5: md5, runId: runID)
@@ -140,11 +145,13 @@ struct ActionHandlers: Sendable {
         let name = spec.image.name
         let labName = spec.image.lab.name
         let expectedMD5: String?
+        var expectedSize: Int64?
         if let capture = spec.capture {
             guard let record = await state.capture(capture) else {
                 throw FactoryError(.workFailed, "No record for image \(name): its capture \(capture) did not run in this execution.")
             }
             expectedMD5 = record.md5
+            expectedSize = record.sizeBytes
         } else {
             expectedMD5 = spec.expectedMD5
         }
@@ -183,6 +190,10 @@ struct ActionHandlers: Sendable {
         if let expectedMD5, copied.contentMD5 != expectedMD5 {
             try? await client.call { try await backend.deleteBlob(destination) }
             throw CloudError(status: 500, code: "Md5Mismatch", message: "The copy of \(name) in \(labName) has MD5 \(copied.contentMD5 ?? "none"), expected \(expectedMD5).")
+        }
+        if expectedMD5 == nil, let expectedSize, copied.contentLength != expectedSize {
+            try? await client.call { try await backend.deleteBlob(destination) }
+            throw CloudError(status: 500, code: "SizeMismatch", message: "The copy of \(name) in \(labName) has \(copied.contentLength) bytes, expected \(expectedSize).")
         }
         var tags = spec.tags
         tags[FactoryTag.runID] = runID

@@ -27,7 +27,8 @@ public struct DiskAccessGrant: Sendable, Equatable {
 public struct DiskAccessContent: Sendable, Equatable {
     public var file: URL
     public var size: Int64
-    public var md5: String
+    /// The Content-MD5 the disk's SAS shows, if any (`LocalCloudSettings.disksHaveContentMD5`).
+    public var md5: String?
     public var grantedAt: Date
 }
 
@@ -137,7 +138,8 @@ extension LocalCloud {
             throw CloudError(status: 403, code: "AuthenticationFailed",
                              message: "Server failed to authenticate the request. The disk's access signature was revoked, has expired or does not match.")
         }
-        return DiskAccessContent(file: disksDirectory.appendingPathComponent(record.file), size: record.size, md5: record.md5, grantedAt: record.grantedAt)
+        return DiskAccessContent(file: disksDirectory.appendingPathComponent(record.file), size: record.size,
+                                  md5: settings.disksHaveContentMD5 ? record.md5 : nil, grantedAt: record.grantedAt)
     }
 
     /// Copy Blob whose source is a disk's SAS (how the original factory exported disks: grant,
@@ -154,7 +156,8 @@ extension LocalCloud {
                 throw CloudError(status: 403, code: "CannotVerifyCopySource", message: "This request is not authorized to perform this operation: \(error.message)")
             }
             try await self.db.read { db in _ = try self.container(db, destination.container) }
-            return try await self.copy(file: source.file, sourceURL: sourceURL, type: .pageBlob, size: source.size, md5: source.md5, metadata: [:],
+            return try await self.copy(file: source.file, sourceURL: sourceURL, type: .pageBlob, size: source.size,
+                                       md5: source.md5, metadata: [:],
                                        to: destination, suffix: ".vhd", fails: fails, at: self.clock.now(), sourceDiskAccess: id)
         }
     }

@@ -177,8 +177,12 @@ public struct LocalCloudSettings: Codable, Sendable, Equatable {
     /// succeeded, the request that made it never returns (until cancelled), and the cloud's
     /// `onHold` is told, so a test knows the exact moment to kill the process. Never persisted.
     public var holdAfter: String? = nil
+    /// Whether a disk's read SAS shows a Content-MD5, and so the VHD exported from it (`cloud.json`:
+    /// `"disksHaveContentMD5": false`). Azure does not promise one for a managed disk (where it shows
+    /// one, it can be stale: the VM changed the disk since it was set), so the factory must work without.
+    public var disksHaveContentMD5 = true
 
-    private enum CodingKeys: String, CodingKey { case latency, throttle, faults, maxDeploymentsPerResourceGroup, galleryRegions }
+    private enum CodingKeys: String, CodingKey { case latency, throttle, faults, maxDeploymentsPerResourceGroup, galleryRegions, disksHaveContentMD5 }
 
     /// Every key is optional in `cloud.json`: what it leaves out keeps its default.
     public init(from decoder: Decoder) throws {
@@ -189,6 +193,7 @@ public struct LocalCloudSettings: Codable, Sendable, Equatable {
         faults = try c.decodeIfPresent(FaultSettings.self, forKey: .faults) ?? defaults.faults
         maxDeploymentsPerResourceGroup = try c.decodeIfPresent(Int.self, forKey: .maxDeploymentsPerResourceGroup) ?? defaults.maxDeploymentsPerResourceGroup
         galleryRegions = try c.decodeIfPresent([String: GalleryRegionSettings].self, forKey: .galleryRegions) ?? [:]
+        disksHaveContentMD5 = try c.decodeIfPresent(Bool.self, forKey: .disksHaveContentMD5) ?? true
     }
 
     public init(latency: LatencyProfile = .fast, throttle: ThrottleSettings = .azure, faults: FaultSettings = .none,

@@ -259,8 +259,8 @@ extension LocalServeService {
             ("Last-Modified", HTTPDate.format(content.grantedAt)), ("x-ms-creation-time", HTTPDate.format(content.grantedAt)),
             ("x-ms-blob-type", "PageBlob"), ("x-ms-blob-sequence-number", "0"), ("x-ms-lease-status", "unlocked"),
             ("x-ms-lease-state", "available"), ("x-ms-server-encrypted", "true"), ("Accept-Ranges", "bytes"),
-            ("Content-MD5", content.md5),
         ]
+        if let md5 = content.md5 { headers.append(("Content-MD5", md5)) }
         if request.method == "HEAD" {
             return ServeResponse(status: 200, headers: headers + [("Content-Length", String(content.size))])
         }

@@ -202,7 +202,8 @@ final class LocalFactory {
     /// The clock both views of the cloud read (a `ManualClock` in tests of time).
     let clock: any FactoryClock
 
-    init(_ fixture: FactoryFixture, latency: LatencyProfile = .instant, faults: String? = nil, clock: any FactoryClock = SystemClock()) async throws {
+    init(_ fixture: FactoryFixture, latency: LatencyProfile = .instant, faults: String? = nil, clock: any FactoryClock = SystemClock(),
+         disksHaveContentMD5: Bool = true) async throws {
         self.clock = clock
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("factory-engine-tests-" + UUID().uuidString)
         configuration = try fixture.load()
@@ -217,8 +218,9 @@ final class LocalFactory {
         }
         try await setup.createContainer(ContainerID(account: factory.storageAccount, name: settings.container))
         observer = setup
-        cloud = try LocalCloud(stateDirectory: directory, settings: LocalCloudSettings(
-            latency: latency, throttle: .off, faults: try faults.map(FaultSettings.parse) ?? .none), clock: clock)
+        var cloudSettings = LocalCloudSettings(latency: latency, throttle: .off, faults: try faults.map(FaultSettings.parse) ?? .none)
+        cloudSettings.disksHaveContentMD5 = disksHaveContentMD5
+        cloud = try LocalCloud(stateDirectory: directory, settings: cloudSettings, clock: clock)
     }
 
     deinit { try? FileManager.default.removeItem(at: directory) }

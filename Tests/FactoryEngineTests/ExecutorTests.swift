@@ -39,6 +39,26 @@ struct ExecutorTests {
         }
     }
 
+    @Test("disks whose SAS shows no Content-MD5 (Azure promises none) still make images: copies are checked by copy status and size")
+    func exportWithoutContentMD5() async throws {
+        let factory = try await LocalFactory(Self.treeFixture(), disksHaveContentMD5: false)
+        var notes: [String] = []
+        let runner = factory.runner()
+        let (plan, _) = try await runner.plan()
+        let collected = NotesBox()
+        let summary = try await runner.execute(plan, runID: "nomd5-1", stages: Set(Stage.allCases), requireSamePlanBasis: false, events: { event in
+            if case .note(let text) = event { collected.append(text) }
+        })
+        notes = collected.all
+        #expect(summary.succeeded, "\(summary.failed.map { "\($0.action.id): \($0.message ?? "")" })")
+        #expect(notes.contains { $0.contains("no Content-MD5") }, "the run says why copies are not checked by MD5: \(notes)")
+        for i in 1...6 {
+            #expect(Self.bases(try await factory.imageNames("TreeLab\(i)")) == ["Linux_Ubuntu"])
+        }
+        let (again, _) = try await runner.plan()
+        #expect(again.actions.isEmpty, "a rerun has nothing to do: \(again.actions.map(\.id))")
+    }
+
     @Test("a parent whose copy is gone re-parents its children: they read the next source up")
     func treeReparents() async throws {
         let factory = try await LocalFactory(Self.treeFixture())
@@ -362,4 +382,13 @@ struct ExecutorTests {
         let build = try #require(result.result("build/Windows/Datacenter.json"))
         #expect(build.outcome == .skipped, "the build ran while the stale VM was still there: \(build.message ?? "")")
     }
+}
+
+/// Notes a run printed, collected from its event callback (called from many jobs).
+final class NotesBox: @unchecked Sendable {
+    // @unchecked: `texts` is only touched under `lock`.
+    private let lock = NSLock()
+    private var texts: [String] = []
+    func append(_ text: String) { lock.withLock { texts.append(text) } }
+    var all: [String] { lock.withLock { texts } }
 }
