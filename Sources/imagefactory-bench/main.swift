@@ -558,6 +558,8 @@ do {
         try await AzureBenchmarks.noChange(arguments: Array(arguments.dropFirst()))
     case "azure-throttle":
         try await AzureBenchmarks.throttle(arguments: Array(arguments.dropFirst()))
+    case "shards":
+        try await ShardBenchmark.run(arguments: Array(arguments.dropFirst()))
     case nil, "-h", "--help", "help":
         print(usage)
     default:
