@@ -18,11 +18,7 @@ extension MarkdownRenderer {
             let counts = part.result == .missing ? "- | -" : "\(part.actions) | \(part.failed)"
             md += "| \(cell(part.label)) | \(result) | \(counts) |\n"
         }
-        let missing = parts.filter { $0.result == .missing }
-        if !missing.isEmpty {
-            md += "\n"
-            for part in missing { md += "- ❌ **\(cell(part.label)) is missing**: no report of it was merged.\n" }
-        }
+        // A missing shard's diagnostic ("shard 3 of 4 is missing"), with what to do, is under Diagnostics.
         return md + "\n"
     }
 }
