@@ -7,9 +7,10 @@ import Foundation
 public enum JUnitRenderer {
     public static func render(_ report: RunReport) -> String {
         var xml = #"<?xml version="1.0" encoding="UTF-8"?>"# + "\n"
-        let failures = report.actions.filter { $0.result == .failed }.count
+        let missing = missingShards(report).count
+        let failures = report.actions.filter { $0.result == .failed }.count + missing
         let skipped = report.actions.filter { $0.result == .skipped }.count
-        xml += #"<testsuites name="imagefactory" tests="\#(report.actions.count)" failures="\#(failures)" errors="0" skipped="\#(skipped)" time="\#(seconds(report.durationSeconds))">"# + "\n"
+        xml += #"<testsuites name="imagefactory" tests="\#(report.actions.count + missing)" failures="\#(failures)" errors="0" skipped="\#(skipped)" time="\#(seconds(report.durationSeconds))">"# + "\n"
         for stage in Stage.allCases {
             let actions = report.actions.filter { $0.stage == stage }
             guard !actions.isEmpty else { continue }
@@ -33,6 +34,7 @@ public enum JUnitRenderer {
             }
             xml += "  </testsuite>\n"
         }
+        xml += missingShardsSuite(report)
         xml += "</testsuites>\n"
         return xml
     }

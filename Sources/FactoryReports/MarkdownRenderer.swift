@@ -17,6 +17,7 @@ public enum MarkdownRenderer {
         let skipped = report.actions.filter { $0.result == .skipped }.count
         md += "**\(label)** at commit `\(report.commit.map { String($0.prefix(12)) } ?? "worktree")`: "
         md += "\(report.actions.count) actions, \(ok) succeeded, \(failed) failed, \(skipped) skipped, in \(String(format: "%.1f", report.durationSeconds)) s.\n\n"
+        md += mergedSection(report)
         md += "| Stage | Succeeded | Failed | Skipped |\n|---|---:|---:|---:|\n"
         for stage in Stage.allCases {
             let actions = report.actions.filter { $0.stage == stage }

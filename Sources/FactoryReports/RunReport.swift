@@ -47,6 +47,9 @@ public struct RunReport: Codable, Sendable, Equatable {
     /// Set when the run was one shard of a factory split across parallel jobs (`--shard I/N`):
     /// which shard, of how many, and what it owned, so `report merge` can say which one failed or is missing.
     public var shard: Shard?
+    /// Set on the report `report merge` makes of a sharded run: each report it combined (the build job's,
+    /// each shard's) and each shard that is missing, so people and tools see which shard failed. See `ReportMerge`.
+    public var mergedFrom: [MergedPart]?
 
     /// One shard's identity and assignment.
     public struct Shard: Codable, Sendable, Equatable {
@@ -124,5 +127,46 @@ public struct RunReport: Codable, Sendable, Equatable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         return try encoder.encode(self)
+    }
+
+    /// Reads a report written by `--report-json`. A file that is no run report (a plan, JUnit XML) or a
+    /// report of a newer format is refused with a message saying so, never half read.
+    public static func decode(_ data: Data) throws -> RunReport {
+        struct Probe: Decodable {
+            var formatVersion: Int?
+            var runId: String?
+            var result: String?
+        }
+        guard let probe = try? JSONDecoder().decode(Probe.self, from: data), let version = probe.formatVersion,
+              probe.runId != nil, probe.result != nil else {
+            throw FactoryError.invalidInput("This file is not an imagefactory run report.",
+                                            hint: "Give the JSON files written by --report-json (not the --junit or --summary-md ones, nor a plan).")
+        }
+        guard version <= currentFormatVersion else {
+            throw FactoryError.invalidInput("The report has format version \(version), newer than this imagefactory understands (\(currentFormatVersion)).",
+                                            hint: "Use the imagefactory version that wrote the reports.")
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(RunReport.self, from: data)
+        } catch let error as DecodingError {
+            throw FactoryError.invalidInput("The run report does not decode: \(describe(error)).",
+                                            hint: "Give the JSON files written by --report-json, unedited.")
+        }
+    }
+
+    /// A decoding error in a sentence: where in the JSON, and what was wrong.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return keys.isEmpty ? "at the top" : "at \(keys.hasPrefix(".") ? String(keys.dropFirst()) : keys)"
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(key.stringValue) is missing \(path(context))"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return "\(context.debugDescription) (\(path(context)))"
+        @unknown default: return "\(error)"
+        }
     }
 }

@@ -396,7 +396,7 @@ struct ImagesCommand: AsyncParsableCommand {
 
 /// `imagefactory report --html FILE`: the golden image catalogue.
 struct ReportCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "report", abstract: "Write the golden image catalogue: one self-contained HTML page.")
+    static let configuration = CommandConfiguration(commandName: "catalogue", abstract: "Write the golden image catalogue: one self-contained HTML page (the default of `report`).")
 
     @OptionGroup var factory: FactoryOptions
 

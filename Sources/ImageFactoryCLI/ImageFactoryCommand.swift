@@ -21,7 +21,7 @@ public struct ImageFactoryCommand: AsyncParsableCommand {
             """,
         version: BuildInfo.versionString,
         subcommands: [
-            ValidateCommand.self, PlanCommand.self, RunCommand.self, DoctorCommand.self, ApplyCommand.self, ImagesCommand.self, ReportCommand.self, UnlockCommand.self,
+            ValidateCommand.self, PlanCommand.self, RunCommand.self, DoctorCommand.self, ApplyCommand.self, ImagesCommand.self, ReportGroupCommand.self, UnlockCommand.self,
             LocalCommand.self,
             StageCommand<BuildStage>.self, StageCommand<SnapStage>.self, StageCommand<DistributeStage>.self,
             StageCommand<CleanupStage>.self, StageCommand<RetireStage>.self,
