@@ -270,10 +270,25 @@ struct ShardRunTests {
                                      environment: Self.env.merging(["IMAGEFACTORY_LOCAL_HOLD_AFTER": "startBlobCopy"], uniquingKeysWith: { $1 }), watchErrors: true)
             let other = try Started(["run", "--shard", "2/2", "--repo", repo.path, "--report-json", repo.url("out/2.json").path] + state, environment: Self.env)
             #expect(killed.waitFor("holding after startBlobCopy"), "the shard never started a copy")
-            kill(killed.pid, SIGKILL)
-            #expect(killed.finish().status != 0)
             let otherResult = other.finish()
             #expect(otherResult.status == 0, "the other shard is not disturbed: \(otherResult)")
+            // While shard 1 holds its targets: the same shard again, and a whole run, are refused (exit 75);
+            // the refused shard's report still says which shard it was; unlock names the holder.
+            let busy = try ImageFactory.run(["run", "--shard", "1/2", "--repo", repo.path, "--report-json", repo.url("out/busy.json").path] + state,
+                                            environment: Self.env.merging(Self.noCI, uniquingKeysWith: { $1 }))
+            #expect(busy.status == 75 && busy.stderr.contains("The factory is busy: shard 1/2, run "), "\(busy)")
+            let busyReport = try JSONDecoder.iso8601.decode(Report.self, from: Data(contentsOf: repo.url("out/busy.json")))
+            #expect(busyReport.result == "failed" && busyReport.shard?.index == 1 && busyReport.shard?.count == 2 && busyReport.shard?.targets.isEmpty == false,
+                    "\(String(describing: busyReport.shard))")
+            let template = "Configuration/GoldenImages/Linux/Ubuntu 22.04 LTS.json"
+            try repo.write(template, try String(contentsOf: repo.url(template), encoding: .utf8) + "\n")
+            let wholeBusy = try ImageFactory.run(["run", "--worktree", "--repo", repo.path] + state, environment: Self.env)
+            #expect(wholeBusy.status == 75 && wholeBusy.stderr.contains("shard 1/2"), "a whole run with work to do waits for the shard: \(wholeBusy)")
+            try repo.git("checkout", "--", template)
+            let unlock = try ImageFactory.run(["unlock", "--repo", repo.path] + state, environment: Self.env)
+            #expect(unlock.status == 64 && unlock.stdout.contains("Shard lock taken by shard 1/2"), "\(unlock)")
+            kill(killed.pid, SIGKILL)
+            #expect(killed.finish().status != 0)
 
             let plan = try ImageFactory.run(["plan", "--shards", "2", "--json", "--repo", repo.path], environment: Self.env)
             let assignment = try #require(try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])
