@@ -254,12 +254,13 @@ public struct FactoryLock: Sendable {
                 } catch let error as CloudError where error.status == 412 {}  // leased meanwhile: the next try says by whom
             } catch let error as CloudError where error.code == "LeaseAlreadyPresent" {
                 if holders == nil { holders = try await shardHolders() }
-                let holder = holders?.first { $0.leaseID != leaseID && $0.targets?.contains(target.name) == true }
-                guard let holder, holderIsGone(holder) else {
-                    throw busy(holder?.description ?? "another shard", holds: target.label)
+                let named = Self.holders(of: target.name, in: holders ?? [], except: leaseID)
+                let gone = named.filter(holderIsGone)
+                guard !gone.isEmpty else { throw busy(named.first?.description ?? "another shard", holds: target.label) }
+                for holder in gone {
+                    await takeOver(holder)
+                    holders?.removeAll { $0.leaseID == holder.leaseID }
                 }
-                await takeOver(holder)
-                holders?.removeAll { $0.leaseID == holder.leaseID }
             }
         }
         throw busy("other runs", holds: target.label)
@@ -275,13 +276,16 @@ public struct FactoryLock: Sendable {
             if try await deleteIfFree(blob) { continue }
             if holders == nil { holders = try await shardHolders() }
             let name = String(blob.name.dropFirst(FactoryStateBlobs.shardTargetLocksPrefix.count))
-            let holder = holders?.first { $0.targets?.contains(name) == true }
-            if let holder, holderIsGone(holder) {
-                await takeOver(holder)
-                holders?.removeAll { $0.leaseID == holder.leaseID }
+            let named = Self.holders(of: name, in: holders ?? [], except: nil)
+            let gone = named.filter(holderIsGone)
+            if !gone.isEmpty {
+                for holder in gone {
+                    await takeOver(holder)
+                    holders?.removeAll { $0.leaseID == holder.leaseID }
+                }
                 if try await deleteIfFree(blob) { continue }
             }
-            throw busy(holder?.description ?? "a shard", holds: Self.label(ofTarget: name))
+            throw busy(named.first { !holderIsGone($0) }?.description ?? "a shard", holds: Self.label(ofTarget: name))
         }
         for record in try await shardHolderBlobs() {
             do {
@@ -324,6 +328,12 @@ public struct FactoryLock: Sendable {
         } catch let error as CloudError where error.status == 412 {
             return false
         }
+    }
+
+    /// The holder records that name a target, newest first. Several can: a shard killed on another
+    /// host leaves its record behind when its lease expires, and the next shard writes its own.
+    static func holders(of name: String, in holders: [LockHolder], except leaseID: String?) -> [LockHolder] {
+        holders.filter { $0.leaseID != leaseID && $0.targets?.contains(name) == true }.sorted { $0.since > $1.since }
     }
 
     /// Releases every lease of a shard that is provably gone, with its own lease id, and removes its record.

@@ -110,6 +110,7 @@ public struct FactoryRunner: Sendable {
     /// shards' and the removed ones, which the build job looks after). Shards finish at once, so the
     /// read, merge and write happen under a short lease on `imagefactory.targets.lock`, taken in turn.
     static func addTargets(_ labs: [LabID], container: ContainerID, client: CloudClient, runID: String, leaseSeconds: Double) async -> Diagnostic? {
+        guard !labs.isEmpty else { return nil }  // a shard of galleries only
         let backend = client.backend
         let mutex = BlobID(container: container, name: FactoryStateBlobs.targetsLock)
         let leaseID = UUID().uuidString.lowercased()

@@ -152,8 +152,10 @@ public enum FactoryPlanner {
                 let buildID = "build/\(template.path)"
                 if let vm = vmsByName[vmKey] {
                     if vm.tags[FactoryTag.imagePath] == nil && vm.tags[FactoryTag.ignore] == nil || vm.tags[FactoryTag.ignore] != nil {
-                        if factoryWork { diagnostics.append(.error("Factory VM name \(template.vmName) for \(template.path) is taken by a VM the factory does not own.",
-                                                  hint: "Rename or remove that VM, or set metadata.imageFactory.vmName in the template.")) }
+                        if factoryWork {
+                            diagnostics.append(.error("Factory VM name \(template.vmName) for \(template.path) is taken by a VM the factory does not own.",
+                                                      hint: "Rename or remove that VM, or set metadata.imageFactory.vmName in the template."))
+                        }
                         continue
                     }
                     let staleID = "build/replace/\(template.vmName)"

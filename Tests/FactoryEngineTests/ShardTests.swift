@@ -259,25 +259,66 @@ struct ShardTests {
         await shard.release(after)
     }
 
-    @Test("whatever the interleaving, a whole run and a shard never both hold the factory; disjoint shards may")
-    func raceIsSafe() async throws {
+    /// A lock whose Blob calls pass through `gate`, on the same local cloud.
+    static func gatedLock(_ factory: LocalFactory, _ scope: RunScope, gate: CallGate) async throws -> FactoryLock {
+        FactoryLock(client: CloudClient(backend: GatedBackend(base: factory.cloud, gate: gate), clock: factory.clock),
+                    container: try await factory.container(of: "ImageFactory"), leaseSeconds: 60, scope: LockScope(scope))
+    }
+
+    /// Where each side is held: the shard once its leases are taken, before it checks the factory's
+    /// lock; the whole run once its lease is taken, before it checks the targets.
+    static let shardCheck = ("putBlob", FactoryStateBlobs.lock)
+    static let wholeCheck = ("listBlobs", FactoryStateBlobs.shardTargetLocksPrefix)
+
+    @Test("take, then check: whichever of a whole run and a shard checks second backs off, in either order")
+    func takeThenCheck() async throws {
         let factory = try await LocalFactory(Self.fixture())
-        var wholeWins = 0, shardWins = 0
-        for round in 0..<25 {
-            let locks = [try await Self.lock(factory, .whole), try await Self.lock(factory, Self.targets(["A1", "A2"])),
-                         try await Self.lock(factory, Self.targets(["B1"]))]
-            let leases = await withTaskGroup(of: (Int, LockLease?).self) { group in
-                for (i, lock) in locks.enumerated() {
-                    group.addTask { (i, try? await lock.acquire(runID: "r\(round)-\(i)")) }
-                }
-                return await group.reduce(into: [Int: LockLease]()) { if let lease = $1.1 { $0[$1.0] = lease } }
-            }
-            #expect(!(leases[0] != nil && (leases[1] != nil || leases[2] != nil)), "round \(round): a whole run and a shard both hold the factory")
-            if leases[0] != nil { wholeWins += 1 }
-            if leases[1] != nil || leases[2] != nil { shardWins += 1 }
-            for (i, lease) in leases { await locks[i].release(lease) }
-        }
-        #expect(wholeWins + shardWins > 0, "somebody got the factory")
+        // The shard holds its targets and waits to check; the whole run comes, sees the shard and backs off.
+        let shardGate = CallGate(Self.shardCheck.0, Self.shardCheck.1)
+        let shard = try await Self.gatedLock(factory, Self.targets(["A1", "B1"]), gate: shardGate)
+        let shardTask = Task { try await shard.acquire(runID: "shard") }
+        await shardGate.reached()
+        let whole = try await Self.lock(factory, .whole)
+        let refused = try await #require(throws: FactoryError.self) { try await whole.acquire(runID: "whole") }
+        #expect(refused.exitCode == .busy && refused.description.contains("run shard"), "\(refused.description)")
+        await shardGate.open()
+        let shardLease = try await shardTask.value
+        await shard.release(shardLease)
+
+        // The whole run holds its lease and waits to check; the shard comes, sees it and backs off, keeping nothing.
+        let wholeGate = CallGate(Self.wholeCheck.0, Self.wholeCheck.1)
+        let gatedWhole = try await Self.gatedLock(factory, .whole, gate: wholeGate)
+        let wholeTask = Task { try await gatedWhole.acquire(runID: "whole-2") }
+        await wholeGate.reached()
+        let late = try await Self.lock(factory, Self.targets(["A1", "B1"]))
+        let lateError = try await #require(throws: FactoryError.self) { try await late.acquire(runID: "late") }
+        #expect(lateError.exitCode == .busy && lateError.description.contains("whole factory"), "\(lateError.description)")
+        await wholeGate.open()
+        let wholeLease = try await wholeTask.value
+        await gatedWhole.release(wholeLease)
+    }
+
+    @Test("take, then check: both taken and both about to check, exactly one proceeds, whichever checks first", arguments: [true, false])
+    func bothInFlight(shardChecksFirst: Bool) async throws {
+        let factory = try await LocalFactory(Self.fixture())
+        let shardGate = CallGate(Self.shardCheck.0, Self.shardCheck.1)
+        let wholeGate = CallGate(Self.wholeCheck.0, Self.wholeCheck.1)
+        let shard = try await Self.gatedLock(factory, Self.targets(["A1"]), gate: shardGate)
+        let whole = try await Self.gatedLock(factory, .whole, gate: wholeGate)
+        let shardTask = Task { try? await shard.acquire(runID: "shard") }
+        let wholeTask = Task { try? await whole.acquire(runID: "whole") }
+        // Both hold their own leases now.
+        await shardGate.reached()
+        await wholeGate.reached()
+        let first = shardChecksFirst ? shardGate : wholeGate
+        let second = shardChecksFirst ? wholeGate : shardGate
+        await first.open()
+        let firstLease = await (shardChecksFirst ? shardTask : wholeTask).value
+        await second.open()
+        let secondLease = await (shardChecksFirst ? wholeTask : shardTask).value
+        #expect(firstLease == nil, "the first to check sees the other's lease and backs off")
+        #expect(secondLease != nil, "the second finds the first gone and proceeds")
+        if let lease = secondLease { await (shardChecksFirst ? whole : shard).release(lease) }
     }
 
     @Test("a killed shard's targets are taken over at once when it is provably gone, or after its lease otherwise")
