@@ -248,6 +248,18 @@ struct ShardRunTests {
                 sharded.expectNothingLeft(templates: 7)
                 try Self.expectNothingToDo(repo, count: count, state: [], environment: served.azureEnvironment)
             }
+            // A whole run with work to do (a factory VM left over) takes the factory's lock after the shards:
+            // it finds their lease blobs free over Blob REST and removes them.
+            let state = repo.url(".served-4")
+            let lockBlobs = { (outcome: Outcome) in outcome.labs.flatMap { $0.containers.flatMap(\.blobs) }.map(\.name).filter { $0.hasPrefix("imagefactory.locks/") } }
+            #expect(!lockBlobs(try Self.outcome(["--state-dir", state.path])).isEmpty, "not vacuous: the shards left their lease blobs")
+            #expect(try ImageFactory.run(["local", "add-vm", "--repo", repo.path, "--state-dir", state.path, "--lab", "ImageFactory", "--name", "leftover",
+                                          "--tag", "ImagePath=Linux/Ubuntu 22.04 LTS.json"], environment: Self.env).status == 0)
+            let served = try ServedCloud(stateDirectory: state, arguments: ["--quiet"])
+            defer { served.stop() }
+            let after = try ImageFactory.run(["run", "--repo", repo.path], environment: served.azureEnvironment)
+            #expect(after.status == 0 && after.stdout.contains("cleanup/vm/leftover"), "\(after)")
+            #expect(lockBlobs(try Self.outcome(["--state-dir", state.path])).isEmpty)
         }
     }
 
