@@ -479,7 +479,7 @@ struct ReportCommand: AsyncParsableCommand {
 struct UnlockCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unlock",
-        abstract: "Break the factory's lock on purpose (a run on another machine that is gone); asks for --yes.",
+        abstract: "Break the factory's lock, and every shard's, on purpose (a run on another machine that is gone); asks for --yes.",
         discussion: "A lock left by a run killed on this machine is taken over by the next run at once, and any lock expires a minute after its holder stopped renewing it: unlock is for when waiting is not an option.")
 
     @OptionGroup var factory: FactoryOptions
