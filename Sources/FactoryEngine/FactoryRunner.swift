@@ -12,6 +12,9 @@ public struct FactoryRunner: Sendable {
     public var stageBarriers = false
     /// Copies fan out as a tree; false plans a star (every copy from the factory), for comparison.
     public var treeCopies = true
+    /// The part of the factory `plan` plans for: the whole factory, its own work only
+    /// (`--factory-only`), or one shard's targets. `execute` follows the plan's own scope.
+    public var scope: RunScope = .whole
 
     public init(backend: any CloudBackend, configuration: FactoryConfiguration, lockSeconds: Double = 60, clock: any FactoryClock = SystemClock()) {
         self.client = CloudClient(backend: backend, clock: clock)
@@ -34,10 +37,11 @@ public struct FactoryRunner: Sendable {
     }
 
     public func plan(force: Bool = false, retireRemovedLabs: Bool = false, now: Date? = nil) async throws -> (Plan, Inventory) {
-        let inventory = try await inventory()
+        let inventory = try await InventoryReader(client: client).read(configuration, scope: scope)
         var options = PlanOptions(force: force, now: now ?? client.clock.now(), retireRemovedLabs: retireRemovedLabs)
         options.treeCopies = treeCopies
-        return (FactoryPlanner.plan(configuration, inventory: inventory, options: options), inventory)
+        options.scope = scope
+        return (FactoryPlanner.plan(configuration.restricted(to: scope), inventory: inventory, options: options), inventory)
     }
 
     /// Executes a plan. When `requireFingerprint` is set (apply of a saved plan), the inventory is
@@ -65,12 +69,14 @@ public struct FactoryRunner: Sendable {
             events(.runStarted(plan, revised: false))
             return RunSummary(runID: runID, commit: plan.commit, results: [], diagnostics: plan.diagnostics)
         }
-        let lock = FactoryLock(client: client, container: plan.factory.container, leaseSeconds: lockSeconds)
+        // The plan says what it is for: a shard's plan takes its targets' leases and reads its targets again.
+        let scope = plan.scope ?? .whole
+        let lock = FactoryLock(client: client, container: plan.factory.container, leaseSeconds: lockSeconds, scope: LockScope(scope))
         let client = self.client
         let configuration = self.configuration
         return try await lock.withLock(runID: runID, timeout: lockTimeout) {
             // Re-read under the lock: another run may have changed the cloud since planning.
-            let inventory = try await InventoryReader(client: client).read(configuration)
+            let inventory = try await InventoryReader(client: client).read(configuration, scope: scope)
             var current = plan
             if inventory.fingerprint != plan.inventoryFingerprint {
                 if requireSamePlanBasis {
@@ -79,19 +85,74 @@ public struct FactoryRunner: Sendable {
                 }
                 var options = PlanOptions(force: plan.settings.force, now: client.clock.now(), retireRemovedLabs: plan.settings.retireRemovedLabs ?? false)
                 options.treeCopies = treeCopies
-                current = filter.apply(to: FactoryPlanner.plan(configuration, inventory: inventory, options: options))
+                options.scope = scope
+                current = filter.apply(to: FactoryPlanner.plan(configuration.restricted(to: scope), inventory: inventory, options: options))
             }
             // Whoever shows progress counts the plan that runs, not the one made before the lock.
             events(.runStarted(current, revised: current != plan))
             let executor = FactoryExecutor(client: client, options: ExecutionOptions(runID: runID, stages: stages, stageBarriers: stageBarriers),
                                            events: events)
             var summary = try await executor.execute(current)
-            if let problem = await Self.rememberTargets(inventory: inventory, summary: summary, container: current.factory.container,
-                                                        client: client, runID: runID) {
-                summary.diagnostics.append(problem)
+            let problem: Diagnostic?
+            if scope.includesFactoryWork {
+                problem = await Self.rememberTargets(inventory: inventory, summary: summary, container: current.factory.container,
+                                                     client: client, runID: runID)
+            } else {
+                problem = await Self.addTargets(inventory.labs.compactMap { $0.lab?.id }, container: current.factory.container,
+                                                client: client, runID: runID, leaseSeconds: lockSeconds)
             }
+            if let problem { summary.diagnostics.append(problem) }
             return summary
         }
+    }
+
+    /// A shard adds its labs to the targets record, keeping every lab already in it (the other
+    /// shards' and the removed ones, which the build job looks after). Shards finish at once, so the
+    /// read, merge and write happen under a short lease on `imagefactory.targets.lock`, taken in turn.
+    static func addTargets(_ labs: [LabID], container: ContainerID, client: CloudClient, runID: String, leaseSeconds: Double) async -> Diagnostic? {
+        guard !labs.isEmpty else { return nil }  // a shard of galleries only
+        let backend = client.backend
+        let mutex = BlobID(container: container, name: FactoryStateBlobs.targetsLock)
+        let leaseID = UUID().uuidString.lowercased()
+        // Azure's shortest lease (15 s) unless the factory's own lock is shorter (the local cloud's quick profiles).
+        let duration = min(15, leaseSeconds)
+        do {
+            // Waits its turn for at most two lease lengths: a shard killed while merging leaves the lease to expire.
+            let deadline = client.clock.now().addingTimeInterval(2 * duration + 1)
+            while true {
+                do {
+                    _ = try await client.call { try await backend.acquireLease(mutex, duration: duration, proposedLeaseID: leaseID) }
+                    break
+                } catch let error as CloudError where error.isNotFound {
+                    do {
+                        _ = try await client.call { try await backend.putBlob(mutex, data: Data(), metadata: [:]) }
+                    } catch let error as CloudError where error.status == 412 {}
+                } catch let error as CloudError where error.code == "LeaseAlreadyPresent" {
+                    guard client.clock.seconds(until: deadline) > 0 else { throw error }
+                    try await client.clock.sleep(seconds: Double.random(in: 0.05...0.25) * max(1, min(duration, 4)))
+                }
+            }
+        } catch {
+            return .warning("This shard's labs could not be added to the record of target labs (\(error)); a lab removed from Labs.json later may go unnoticed.",
+                            hint: "Run the shard again to add them.")
+        }
+        var problem: Diagnostic?
+        do {
+            let previous = try await InventoryReader(client: client).previousTargets(container: container)
+            var merged = previous
+            var keys = Set(previous.map(\.key))
+            for lab in labs where keys.insert(lab.key).inserted { merged.append(lab) }
+            if merged.count > previous.count {  // nothing new: nothing to write
+                let record = TargetsRecord(labs: merged, runId: runID, updatedAt: client.clock.now())
+                let data = try JSONEncoder.iso.encode(record)
+                _ = try await client.call { try await backend.putBlob(BlobID(container: container, name: FactoryStateBlobs.targets), data: data, metadata: [:]) }
+            }
+        } catch {
+            problem = .warning("This shard's labs could not be added to the record of target labs (\(error)); a lab removed from Labs.json later may go unnoticed.",
+                               hint: "Run the shard again to add them.")
+        }
+        _ = try? await client.call { try await backend.releaseLease(mutex, leaseID: leaseID) }
+        return problem
     }
 
     /// Writes the labs this run delivered to (the targets record), keeping a removed lab until every

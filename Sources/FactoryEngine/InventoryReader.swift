@@ -12,7 +12,11 @@ public struct InventoryReader: Sendable {
         self.concurrency = concurrency
     }
 
-    public func read(_ configuration: FactoryConfiguration) async throws -> Inventory {
+    /// Reads what a run of `scope` plans from: the factory (its lab, VMs, images, records and
+    /// deployments) always; the labs and galleries of the scope's targets (a shard reads its own
+    /// only); and the labs removed from Labs.json when the scope does the factory's own work.
+    public func read(_ full: FactoryConfiguration, scope: RunScope = .whole) async throws -> Inventory {
+        let configuration = full.restricted(to: scope)
         let settings = configuration.settings
         let factoryID = LabID(subscriptionId: settings.subscriptionId, resourceGroup: settings.resourceGroup, name: settings.factoryLab)
         let backend = client.backend
@@ -28,9 +32,7 @@ public struct InventoryReader: Sendable {
         async let factoryImages = client.call { try await backend.listCustomImages(lab: factoryID) }
         async let deployments = client.call { try await backend.listDeployments(subscriptionId: factoryID.subscriptionId, resourceGroup: factoryID.resourceGroup) }
         // The lock's own blobs are the lock's business, not inventory: a run holding the lock must not change the fingerprint.
-        let blobs = try await listOrEmpty(container).filter {
-            !FactoryStateBlobs.all.contains($0.id.name)
-        }
+        let blobs = try await listOrEmpty(container).filter { !FactoryStateBlobs.isState($0.id.name) }
 
         // Records: one read each, in parallel.
         let recordBlobs = blobs.filter { $0.id.name.lowercased().hasSuffix(".json") }
@@ -83,7 +85,10 @@ public struct InventoryReader: Sendable {
                                   deployments: try await deployments, problems: decoded.compactMap(\.1))
         let previous = try await previousTargets(container: container)
         inventory.previousTargets = previous
-        (inventory.removedLabs, inventory.goneTargets) = try await removedLabs(previous, configuration: configuration, current: labInventories)
+        if scope.includesFactoryWork {
+            // Removed against the whole Labs.json: a lab of another shard is not removed.
+            (inventory.removedLabs, inventory.goneTargets) = try await removedLabs(previous, configuration: full, current: labInventories)
+        }
         inventory.galleries = try await galleries(configuration)
         return inventory
     }
@@ -126,7 +131,7 @@ public struct InventoryReader: Sendable {
     }
 
     /// The labs of the last run's targets record.
-    private func previousTargets(container: ContainerID) async throws -> [LabID] {
+    func previousTargets(container: ContainerID) async throws -> [LabID] {
         let backend = client.backend
         do {
             let data = try await client.call { try await backend.getBlob(BlobID(container: container, name: FactoryStateBlobs.targets)) }

@@ -14,6 +14,9 @@ public struct PlanOptions: Sendable {
     /// Copies fan out as a tree (each finished copy seeds others in its region); false: every copy
     /// reads the factory's VHD (a star), for comparison.
     public var treeCopies = true
+    /// The part of the factory the plan is for. A shard's plan holds its targets' actions only (the
+    /// configuration it is given is already restricted to them) and none of the factory's problems.
+    public var scope: RunScope = .whole
 
     public init(force: Bool = false, now: Date = Date(), deploymentMaxAge: Double = 15 * 86_400, deploymentSoftLimit: Int = 600,
                 retireRemovedLabs: Bool = false) {
@@ -46,7 +49,10 @@ public enum FactoryPlanner {
     public static func plan(_ configuration: FactoryConfiguration, inventory: Inventory, options: PlanOptions = PlanOptions()) -> Plan {
         let settings = configuration.settings
         var actions: [PlanAction] = []
-        var diagnostics = inventory.problems
+        // The factory's own problems (unreadable records, strange factory VMs) are the build job's to
+        // report: a shard does none of that work, and N shards would say it N times.
+        let factoryWork = options.scope.includesFactoryWork
+        var diagnostics = factoryWork ? inventory.problems : []
         let factory = inventory.factory
         let factoryContainer = ContainerID(account: factory.storageAccount, name: settings.container)
         let templates = Dictionary(uniqueKeysWithValues: configuration.templates.map { ($0.path, $0) })
@@ -146,8 +152,10 @@ public enum FactoryPlanner {
                 let buildID = "build/\(template.path)"
                 if let vm = vmsByName[vmKey] {
                     if vm.tags[FactoryTag.imagePath] == nil && vm.tags[FactoryTag.ignore] == nil || vm.tags[FactoryTag.ignore] != nil {
-                        diagnostics.append(.error("Factory VM name \(template.vmName) for \(template.path) is taken by a VM the factory does not own.",
-                                                  hint: "Rename or remove that VM, or set metadata.imageFactory.vmName in the template."))
+                        if factoryWork {
+                            diagnostics.append(.error("Factory VM name \(template.vmName) for \(template.path) is taken by a VM the factory does not own.",
+                                                      hint: "Rename or remove that VM, or set metadata.imageFactory.vmName in the template."))
+                        }
                         continue
                     }
                     let staleID = "build/replace/\(template.vmName)"
@@ -233,7 +241,10 @@ public enum FactoryPlanner {
                 temporaryInUse.insert("\(lab.storageAccount.name)/\(newest.imageName).vhd")
                 let id = "distribute/\(label(lab.id))/\(path)"
                 distributeActions["\(target.key)|\(path)"] = id
-                distributionsByLab[lab.id.key, default: []].append(id)
+                // A shard leaves out a copy whose image the build job has not captured yet (`scoped`):
+                // no container waits for it.
+                let copiesNow = factoryWork || newest.captureAction == nil
+                if copiesNow { distributionsByLab[lab.id.key, default: []].append(id) }
                 var spec = DistributionSpec(
                     image: CustomImageID(lab: lab.id, name: newest.imageName), imagePath: path, source: newest.source,
                     destination: BlobID(container: labContainer, name: newest.imageName + ".vhd"),
@@ -262,7 +273,7 @@ public enum FactoryPlanner {
                         default: break
                         }
                     }
-                    distributionsByLab[nodes[parent].lab.key, default: []].append(id)
+                    if copiesNow { distributionsByLab[nodes[parent].lab.key, default: []].append(id) }
                 }
                 nodes.append(TreeNode(action: id, lab: lab.id, copy: spec.destination, parent: parent))
                 trees[treeKey] = nodes
@@ -278,7 +289,7 @@ public enum FactoryPlanner {
             if vm.tags[FactoryTag.ignore] != nil { continue }
             if vm.tags[FactoryTag.imagePath] != nil {
                 if builtVMs[key] != nil && !adoptedVMs.contains(key) { continue }  // replaced or rebuilt: handled below
-                if vm.provisioningState.hasFailed {
+                if vm.provisioningState.hasFailed && factoryWork {
                     diagnostics.append(.error("Factory VM \(vm.id.name) (\(vm.tags[FactoryTag.imagePath] ?? "?")) failed to provision; it is deleted.",
                                               hint: "Look at the template's artifacts and the lab's deployment history; the next run builds it again."))
                 }
@@ -286,7 +297,7 @@ public enum FactoryPlanner {
                 actions.append(PlanAction(id: "cleanup/vm/\(vm.id.name)", stage: .cleanup,
                                           operation: .deleteFactoryVM(FactoryVMSpec(vm: vm.id, imagePath: vm.tags[FactoryTag.imagePath])), reason: reason,
                                           dependsOn: builtVMs[key].map { [$0] } ?? []))
-            } else {
+            } else if factoryWork {
                 // Not the factory's and not marked to keep: reported, left alone (a warning, never a failure).
                 diagnostics.append(.warning("VM \(vm.id.name) in the factory lab \(factory.id.name) is not recognized; it was left alone.",
                                             hint: "Add the FactoryIgnore tag to keep it, or delete it."))
@@ -307,7 +318,7 @@ public enum FactoryPlanner {
         }
         for blob in inventory.factoryBlobs.sorted(by: { $0.id.name < $1.id.name }) {
             let name = blob.id.name
-            if recordFiles.contains(name) || FactoryStateBlobs.all.contains(name) { continue }
+            if recordFiles.contains(name) || FactoryStateBlobs.isState(name) { continue }
             if name.lowercased().hasSuffix(".json") { continue }  // unreadable records are reported, never deleted
             actions.append(PlanAction(id: "cleanup/blob/\(factory.storageAccount.name)/\(name)", stage: .cleanup,
                                       operation: .deleteTemporaryBlob(BlobID(container: factoryContainer, name: name)),
@@ -455,6 +466,10 @@ public enum FactoryPlanner {
         actions += galleries.actions
         diagnostics += galleries.diagnostics
 
+        // A shard keeps its targets' actions, the factory's own work keeps the rest.
+        let scoped = Self.scoped(actions, to: options.scope, configuration: configuration, factory: factory.id)
+        actions = scoped.actions
+        diagnostics += scoped.diagnostics
         let deletions = actions.reduce(0) { $0 + ($1.deletesImage ? 1 : 0) }
         let versionDeletions = actions.reduce(0) { $0 + ($1.kind == .retireVersion && $1.deletesImage ? 1 : 0) }
         if deletions > settings.maxDeletions {
@@ -469,6 +484,7 @@ public enum FactoryPlanner {
                         actions: actions, diagnostics: diagnostics)
         plan.configurationDigest = configuration.digest.isEmpty ? nil : configuration.digest
         if options.retireRemovedLabs { plan.settings.retireRemovedLabs = true }
+        if options.scope != .whole { plan.scope = options.scope }
         return plan
     }
 }

@@ -549,6 +549,10 @@ public struct Plan: Codable, Sendable, Equatable {
     public var configurationDigest: String?
     /// The deletions of the plan before `--only` / `--lab` restricted it: what `--max-deletions` is checked against.
     public var unrestrictedDeletionCount: Int?
+    /// The part of the factory the plan is for: absent for the whole factory; the factory's own work
+    /// (`--factory-only`), or one shard's targets (`--shard I/N`). `apply` takes the lock and reads
+    /// the inventory of this scope.
+    public var scope: RunScope?
 
     public init(commit: String?, inventoryFingerprint: String, createdAt: Date, factory: FactoryTarget, settings: PlanSettings,
                 actions: [PlanAction], diagnostics: [Diagnostic]) {
@@ -712,7 +716,16 @@ public enum FactoryStateBlobs {
     public static let holder = "imagefactory.lock.json"
     /// The target labs of the last run (`TargetsRecord`), so a lab removed from Labs.json is noticed.
     public static let targets = "imagefactory.targets.json"
-    public static let all: Set<String> = [lock, holder, targets]
+    /// Leased by a shard while it merges its labs into the targets record (shards run at once).
+    public static let targetsLock = "imagefactory.targets.lock"
+    public static let all: Set<String> = [lock, holder, targets, targetsLock]
+    /// Shards' locks: one lease blob per target under `targets/`, one holder record per shard run under `holders/`.
+    public static let shardLocksPrefix = "imagefactory.locks/"
+    public static let shardTargetLocksPrefix = shardLocksPrefix + "targets/"
+    public static let shardHoldersPrefix = shardLocksPrefix + "holders/"
+
+    /// Whether a blob of the factory's container is the factory's own state (never a record, a VHD or a temporary blob).
+    public static func isState(_ name: String) -> Bool { all.contains(name) || name.hasPrefix(shardLocksPrefix) }
 }
 
 /// The labs a run delivered to, kept in the factory's storage after each run that changed

@@ -87,6 +87,20 @@ struct FactoryContext {
     /// false and get a backend that refuses every write.
     static func make(repository: RepositoryOptions, settings: SettingsOptions, backendOptions: BackendOptions, writes: Bool) async throws -> FactoryContext {
         let repositoryPath = try repository.repositoryPath()
+        let configuration = try loadConfiguration(repository: repository, settings: settings)
+        let opened = try await backendOptions.openBackend(repositoryPath: repositoryPath, configuration: configuration, writes: writes)
+        for note in opened.notes { Console.err(note) }
+        let backend = opened.backend
+        let lockSeconds = Double(ProcessInfo.processInfo.environment["IMAGEFACTORY_LOCK_SECONDS"] ?? "") ?? 60
+        return FactoryContext(configuration: configuration,
+                              runner: FactoryRunner(backend: backend, configuration: configuration, lockSeconds: lockSeconds),
+                              backend: backend)
+    }
+}
+
+extension FactoryContext {
+    /// The configuration at the ref, valid and with names Azure takes, or the error to show (exit 2).
+    static func loadConfiguration(repository: RepositoryOptions, settings: SettingsOptions) throws -> FactoryConfiguration {
         let snapshot = try repository.source().load()
         let configuration = ConfigurationLoader.load(snapshot, settingsLayers: settings.layers())
         guard configuration.isValid else {
@@ -95,13 +109,7 @@ struct FactoryContext {
         // What validate lets pass with a warning (the original's placeholders), no backend may be asked for.
         let nameErrors = configuration.azureNameErrors
         guard nameErrors.isEmpty else { throw FactoryError(.invalidInput, nameErrors) }
-        let opened = try await backendOptions.openBackend(repositoryPath: repositoryPath, configuration: configuration, writes: writes)
-        for note in opened.notes { Console.err(note) }
-        let backend = opened.backend
-        let lockSeconds = Double(ProcessInfo.processInfo.environment["IMAGEFACTORY_LOCK_SECONDS"] ?? "") ?? 60
-        return FactoryContext(configuration: configuration,
-                              runner: FactoryRunner(backend: backend, configuration: configuration, lockSeconds: lockSeconds),
-                              backend: backend)
+        return configuration
     }
 }
 
@@ -124,14 +132,37 @@ struct PlanCommand: AsyncParsableCommand {
 
     @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup(title: "Sharding") var sharding: ShardOptions
+
+    @Option(name: .long, help: ArgumentHelp("Print which targets each of N shards owns, its jobs and its share of the work (from the configuration alone), and change nothing.", valueName: "n"))
+    var shards: Int?
 
     @Option(name: .long, help: ArgumentHelp("Save the plan as JSON for `imagefactory apply`.", valueName: "file"))
     var out: String?
 
+    func validate() throws {
+        if let shards {
+            guard (1...ShardSelection.maximumCount).contains(shards) else {
+                throw ValidationError("--shards \(shards) is not a number of shards: use 1 to \(ShardSelection.maximumCount).")
+            }
+            if sharding.shard != nil || sharding.factoryOnly || out != nil {
+                throw ValidationError("--shards N prints the assignment of every shard; --shard, --factory-only and --out plan one part of the factory.")
+            }
+        }
+        try sharding.check(stages: [], explicitStages: false, labs: runOptions.labs)
+    }
+
     func run() async throws {
         do {
-            let context = try await factory.context(writes: false)
+            if let shards {
+                let configuration = try FactoryContext.loadConfiguration(repository: factory.repository, settings: factory.settings)
+                let assignment = ShardAssignment(configuration: configuration, count: shards)
+                if factory.output.json { Console.out(try ShardTableRenderer.json(assignment)) } else { ShardTableRenderer.print(assignment) }
+                return
+            }
+            var context = try await factory.context(writes: false)
             try runOptions.check(context.configuration)
+            context.runner.scope = try sharding.scope(context.configuration)
             let (full, _) = try await context.runner.plan(force: runOptions.force, retireRemovedLabs: runOptions.retireRemovedLabs)
             let plan = full.restricting(paths: runOptions.only, labs: runOptions.labs)
             if let out { try plan.encoded().write(to: URL(fileURLWithPath: out)) }
@@ -153,6 +184,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup(title: "Sharding") var sharding: ShardOptions
     @OptionGroup var lockOptions: LockOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
@@ -166,12 +198,17 @@ struct RunCommand: AsyncParsableCommand {
         for stage in stages.flatMap({ $0.split(separator: ",").map(String.init) }) where Stage(rawValue: stage) == nil {
             throw ValidationError("Unknown stage \"\(stage)\": use build, snap, distribute, cleanup or retire.")
         }
+        try sharding.check(stages: selectedStages, explicitStages: !stages.isEmpty, labs: runOptions.labs)
+    }
+
+    var selectedStages: Set<Stage> {
+        let selected = Set(stages.flatMap { $0.split(separator: ",").compactMap { Stage(rawValue: String($0)) } })
+        return selected.isEmpty ? Set(Stage.allCases) : selected
     }
 
     func run() async throws {
-        let selected = Set(stages.flatMap { $0.split(separator: ",").compactMap { Stage(rawValue: String($0)) } })
-        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: runOptions,
-                                     stages: selected.isEmpty ? Set(Stage.allCases) : selected, dryRun: dryRun, planFile: nil)
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: runOptions, sharding: sharding,
+                                     stages: selectedStages, dryRun: dryRun, planFile: nil)
     }
 }
 
@@ -183,14 +220,19 @@ struct StageCommand<S: StageName>: AsyncParsableCommand {
 
     @OptionGroup var factory: FactoryOptions
     @OptionGroup var runOptions: RunOptions
+    @OptionGroup(title: "Sharding") var sharding: ShardOptions
     @OptionGroup var lockOptions: LockOptions
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     @Flag(name: .long, help: "Print the plan and change nothing.")
     var dryRun: Bool = false
 
+    func validate() throws {
+        try sharding.check(stages: [S.stage], explicitStages: true, labs: runOptions.labs)
+    }
+
     func run() async throws {
-        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: runOptions,
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: runOptions, sharding: sharding,
                                      stages: [S.stage], dryRun: dryRun, planFile: nil)
     }
 }
@@ -214,16 +256,16 @@ struct ApplyCommand: AsyncParsableCommand {
     @OptionGroup(title: "Output and reports") var reports: ReportOptions
 
     func run() async throws {
-        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: nil,
+        try await FactoryRun.execute(factory, reports: reports, lockTimeout: try lockOptions.seconds(), runOptions: nil, sharding: nil,
                                      stages: Set(Stage.allCases), dryRun: false, planFile: planFile)
     }
 }
 
 /// The shared body of `run`, the stage commands and `apply`.
 enum FactoryRun {
-    /// `runOptions` is nil for `apply`, whose saved plan is executed as it is.
-    static func execute(_ factory: FactoryOptions, reports: ReportOptions, lockTimeout: Double, runOptions: RunOptions?, stages: Set<Stage>,
-                        dryRun: Bool, planFile: String?) async throws {
+    /// `runOptions` and `sharding` are nil for `apply`, whose saved plan is executed as it is (its scope with it).
+    static func execute(_ factory: FactoryOptions, reports: ReportOptions, lockTimeout: Double, runOptions: RunOptions?, sharding: ShardOptions?,
+                        stages: Set<Stage>, dryRun: Bool, planFile: String?) async throws {
         let filter = PlanFilter(stages: stages, paths: runOptions?.only ?? [], labs: runOptions?.labs ?? [])
         let ci = factory.output.ciMode
         let startedAt = Date()
@@ -232,12 +274,16 @@ enum FactoryRun {
         let console = RunConsole(ci: ci, options: reports, runID: runID, json: factory.output.json && !dryRun)
         let summary: RunSummary
         var azure: AzureBackend?
+        // Every report a sharded run writes says which shard it was (its targets once the configuration is read).
+        var shard = try? sharding?.selection().map { RunReport.Shard(index: $0.index, count: $0.count, subscriptions: [], targets: []) }
         do {
             var context = try await factory.context(writes: !dryRun)
             azure = BackendOptions.azure(context.backend)
             context.runner.lockTimeout = lockTimeout
             context.runner.stageBarriers = runOptions?.stageBarriers ?? false
             try runOptions?.check(context.configuration)
+            context.runner.scope = try sharding?.scope(context.configuration) ?? .whole
+            shard = context.runner.scope.reportShard ?? shard
             console.locateFailures(with: ActionSourceLocator(configuration: context.configuration))
             let plan: Plan
             if let planFile {
@@ -248,6 +294,7 @@ enum FactoryRun {
                 do { plan = try Plan.decode(data) } catch let e as FactoryError { throw e } catch {
                     throw FactoryError.invalidInput("\(planFile) is not a valid plan: \(error)", file: planFile)
                 }
+                shard = plan.scope?.reportShard
             } else {
                 plan = try await context.runner.plan(force: runOptions?.force ?? false, retireRemovedLabs: runOptions?.retireRemovedLabs ?? false).0
             }
@@ -267,16 +314,17 @@ enum FactoryRun {
         } catch let exit as ExitCode {
             // Interrupted (Ctrl-C): the reports still say so.
             if exit.rawValue == FactoryExitCode.interrupted.rawValue, !dryRun {
-                console.finishStopped(CancellationError(), runID: runID, startedAt: startedAt, backend: await Self.backendReport(azure))
+                console.finishStopped(CancellationError(), runID: runID, startedAt: startedAt, backend: await Self.backendReport(azure), shard: shard)
             }
             throw exit
         } catch {
             let exit = ErrorMapper.report(error, ci: ci)
-            if !dryRun { console.finishStopped(error, runID: runID, startedAt: startedAt, backend: await Self.backendReport(azure)) }
+            if !dryRun { console.finishStopped(error, runID: runID, startedAt: startedAt, backend: await Self.backendReport(azure), shard: shard) }
             throw exit
         }
         var report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
         report.backend = await Self.backendReport(azure)
+        report.shard = shard
         if let b = report.backend {
             Console.err("Azure: \(b.armReads + b.armWrites) ARM requests (\(b.armWrites) writes), \(b.storageReads + b.storageWrites) Blob requests (\(b.storageWrites) writes), \(b.retries) retried (\(b.throttled) throttled); correlation id \(b.correlationId ?? "-")")
         }
@@ -431,7 +479,7 @@ struct ReportCommand: AsyncParsableCommand {
 struct UnlockCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unlock",
-        abstract: "Break the factory's lock on purpose (a run on another machine that is gone); asks for --yes.",
+        abstract: "Break the factory's lock, and every shard's, on purpose (a run on another machine that is gone); asks for --yes.",
         discussion: "A lock left by a run killed on this machine is taken over by the next run at once, and any lock expires a minute after its holder stopped renewing it: unlock is for when waiting is not an option.")
 
     @OptionGroup var factory: FactoryOptions
@@ -448,14 +496,21 @@ struct UnlockCommand: AsyncParsableCommand {
             let context = try await factory.context(writes: yes)
             let lock = try await context.runner.lock()
             let holder = try? await lock.currentHolder()
-            let who = holder.map { "run \($0.runID) on \($0.host) (pid \($0.pid)) since \(RecordTimestamp.format($0.since))" } ?? "an unknown holder"
+            let who = holder.map(\.description) ?? "an unknown holder"
+            let shards = (try? await lock.shardHolders()) ?? []
+            func describe(_ shard: LockHolder) -> String {
+                let targets = (shard.targets ?? []).map(FactoryLock.label(ofTarget:))
+                return "\(shard.description), on \(targets.count) target\(targets.count == 1 ? "" : "s")\(targets.isEmpty ? "" : ": " + targets.joined(separator: ", "))"
+            }
             guard yes else {
                 Console.out("The factory lock was last taken by \(who).")
+                for shard in shards { Console.out("Shard lock taken by \(describe(shard)).") }
                 Console.out("Breaking it lets another run start while that one may still be working. Run `imagefactory unlock --yes` to break it.")
                 throw ExitCode(FactoryExitCode.usage.rawValue)
             }
             _ = try await lock.breakLock()
             Console.out("Broke the factory lock held by \(who).")
+            for shard in shards { Console.out("Broke the shard lock held by \(describe(shard)).") }
         } catch let exit as ExitCode {
             throw exit
         } catch {

@@ -7,6 +7,8 @@ import Foundation
 enum PlanRenderer {
     static func print(_ plan: Plan) {
         Console.out("Plan at commit \(plan.commit ?? "worktree") (inventory \(plan.inventoryFingerprint.prefix(12))), factory lab \(plan.factoryLab)")
+        if let scope = (plan.scope ?? .whole).consoleLabel { Console.out("For \(scope)") }
+        if let shard = plan.scope?.shard, !shard.targets.isEmpty { Console.out("  owns \(shard.labels.joined(separator: ", "))") }
         if plan.actions.isEmpty { Console.out("  Nothing to do: every lab is up to date.") }
         for stage in Stage.allCases {
             let actions = plan.actions(in: stage)
@@ -37,10 +39,15 @@ enum PlanRenderer {
 enum SummaryRenderer {
     /// The summary, ending with the run's one result: the same word the JSON report, the Markdown
     /// summary and Azure DevOps' task result use.
-    static func print(_ summary: RunSummary, result: RunReport.Result, to out: (String) -> Void = Console.out) {
+    static func print(_ summary: RunSummary, result: RunReport.Result, shard: RunReport.Shard? = nil, to out: (String) -> Void = Console.out) {
         let ok = summary.results.filter { $0.outcome == .succeeded }.count
         let skipped = summary.results.filter { $0.outcome == .skipped }.count
-        out("\nSummary of run \(summary.runID): \(ok) succeeded, \(summary.failed.count) failed, \(skipped) skipped")
+        let of = shard.map { " (shard \($0.index)/\($0.count))" } ?? ""
+        out("\nSummary of run \(summary.runID)\(of): \(ok) succeeded, \(summary.failed.count) failed, \(skipped) skipped")
+        if let shard {
+            out("Shard \(shard.index)/\(shard.count) owns \(shard.targets.isEmpty ? "no target" : shard.targets.joined(separator: ", "))"
+                + (shard.subscriptions.isEmpty ? "" : " in \(shard.subscriptions.count) subscription\(shard.subscriptions.count == 1 ? "" : "s")") + ".")
+        }
         for r in summary.failed {
             out("  FAILED \(r.action.kind.rawValue) \(r.action.id)\(r.action.lab.map { " in \($0)" } ?? ""): \(r.message ?? "")")
         }

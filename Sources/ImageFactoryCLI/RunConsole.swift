@@ -94,9 +94,15 @@ final class RunConsole: @unchecked Sendable {
         if revised, !options.quiet, logger == nil {
             line("The cloud changed since planning: the plan was made again under the lock.")
         }
-        let text = "Run \(runID): \(plan.actions.count) action\(plan.actions.count == 1 ? "" : "s") at commit \(plan.commit?.prefix(12) ?? "worktree")"
+        let scope = (plan.scope ?? .whole).consoleLabel
+        let text = "Run \(runID)\(scope.map { " (\($0))" } ?? ""): \(plan.actions.count) action\(plan.actions.count == 1 ? "" : "s") at commit \(plan.commit?.prefix(12) ?? "worktree")"
             + (plan.actions.isEmpty ? ": nothing to do, every lab has the newest images." : "")
-        if let logger { logger.info("run started", metadata: ["run": "\(runID)", "actions": "\(plan.actions.count)", "commit": "\(plan.commit ?? "worktree")"]); return }
+        if let logger {
+            var metadata: Logger.Metadata = ["run": "\(runID)", "actions": "\(plan.actions.count)", "commit": "\(plan.commit ?? "worktree")"]
+            if let shard = plan.scope?.shard { metadata["shard"] = "\(shard.index)/\(shard.count)" }
+            logger.info("run started", metadata: metadata)
+            return
+        }
         if !options.quiet { line(text) }
     }
 
@@ -236,7 +242,7 @@ final class RunConsole: @unchecked Sendable {
                 "run": "\(report.runId)", "result": "\(report.result.rawValue)", "failed": "\(report.failedActions.count)",
                 "actions": "\(report.actions.count)"])
         } else {
-            SummaryRenderer.print(summary, result: report.result, to: out)
+            SummaryRenderer.print(summary, result: report.result, shard: report.shard, to: out)
         }
         if json { Console.out(String(decoding: try report.encoded(), as: UTF8.self)) }
         let issues = summary.diagnostics
@@ -253,7 +259,7 @@ final class RunConsole: @unchecked Sendable {
     /// A run stopped before or while starting (invalid input, a busy factory, a stale plan, an
     /// unreachable backend): its reports are still written, with the error, so CI's test and
     /// summary publishing find them. Writing them must not hide the error, so failures here are ignored.
-    func finishStopped(_ error: Error, runID: String, startedAt: Date, backend: RunReport.Backend? = nil) {
+    func finishStopped(_ error: Error, runID: String, startedAt: Date, backend: RunReport.Backend? = nil, shard: RunReport.Shard? = nil) {
         let diagnostics: [Diagnostic]
         switch error {
         case let e as FactoryError: diagnostics = e.diagnostics
@@ -263,6 +269,7 @@ final class RunConsole: @unchecked Sendable {
         let summary = RunSummary(runID: runID, commit: nil, results: [], diagnostics: diagnostics)
         var report = RunReport(summary: summary, startedAt: startedAt, finishedAt: Date())
         report.backend = backend
+        report.shard = shard
         if let path = options.reportJSON, let data = try? report.encoded() { try? write(data, to: path) }
         if let path = options.junit { try? write(Data(JUnitRenderer.render(report).utf8), to: path) }
         if let path = options.summaryMarkdown { try? write(Data(MarkdownRenderer.render(report).utf8), to: path) }

@@ -51,19 +51,31 @@ extension Database {
 /// ARM's write throttling: a token bucket per subscription. Public so that `local serve` can
 /// throttle at its ARM front door (where Azure does) with the same rule.
 public actor WriteThrottle {
-    private var buckets: [String: (tokens: Double, at: Date)] = [:]
+    private var buckets: [String: Bucket] = [:]
     private let settings: ThrottleSettings
+
+    /// One subscription's tokens as of a moment.
+    struct Bucket: Codable, Sendable {
+        var tokens: Double
+        var at: Date
+    }
 
     public init(_ settings: ThrottleSettings) { self.settings = settings }
 
     /// Takes one write token and returns how many remain, or throws 429 with the seconds until one is available.
     public func take(subscription: String, now: Date = Date()) throws -> Int {
         guard settings.enabled else { return Int.max }
-        var bucket = buckets[subscription] ?? (settings.capacity, now)
-        bucket.tokens = min(settings.capacity, bucket.tokens + now.timeIntervalSince(bucket.at) * settings.refillPerSecond)
-        bucket.at = now
+        var bucket = buckets[subscription] ?? Bucket(tokens: settings.capacity, at: now)
+        defer { buckets[subscription] = bucket }
+        return try Self.take(&bucket, subscription: subscription, settings: settings, now: now)
+    }
+
+    /// The rule, on a bucket kept anywhere (this actor's memory, or the state directory's database
+    /// when several processes share one local cloud).
+    static func take(_ bucket: inout Bucket, subscription: String, settings: ThrottleSettings, now: Date) throws -> Int {
+        bucket.tokens = min(settings.capacity, bucket.tokens + max(0, now.timeIntervalSince(bucket.at)) * settings.refillPerSecond)
+        bucket.at = max(bucket.at, now)
         if bucket.tokens < 1 {
-            buckets[subscription] = bucket
             let wait = settings.refillPerSecond > 0 ? (1 - bucket.tokens) / settings.refillPerSecond : 60
             throw CloudError(
                 status: 429, code: "SubscriptionRequestsThrottled",
@@ -71,7 +83,6 @@ public actor WriteThrottle {
                 retryAfter: wait)
         }
         bucket.tokens -= 1
-        buckets[subscription] = bucket
         return Int(bucket.tokens)
     }
 }

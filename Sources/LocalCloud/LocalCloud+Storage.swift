@@ -176,7 +176,7 @@ extension LocalCloud {
             guard record.isComplete(at: self.clock.now()) else {
                 throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
             }
-            return try Data(contentsOf: self.blobsDirectory.appendingPathComponent(record.file))
+            return try await self.readBlobFile(record, id)  // another process may replace it meanwhile
         }
     }
 

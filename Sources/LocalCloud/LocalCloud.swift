@@ -17,7 +17,6 @@ public final class LocalCloud: CloudBackend {
     public let stateDirectory: URL
     public let settings: LocalCloudSettings
     let db: DatabasePool
-    let throttle: WriteThrottle
     let faults: FaultInjector
     let log: OperationsLog
     let blobsDirectory: URL
@@ -44,7 +43,6 @@ public final class LocalCloud: CloudBackend {
         configuration.busyMode = .timeout(30)
         db = try DatabasePool(path: stateDirectory.appendingPathComponent("cloud.sqlite").path, configuration: configuration)
         try db.write { try Database.migrate($0) }
-        throttle = WriteThrottle(settings.throttle)
         faults = FaultInjector(settings.faults)
         log = OperationsLog(url: stateDirectory.appendingPathComponent("operations.jsonl"))
         try sweepOrphans()
@@ -69,6 +67,26 @@ public final class LocalCloud: CloudBackend {
                 if modified < cutoff { try? FileManager.default.removeItem(at: url) }
             }
         }
+    }
+
+    /// A blob's bytes as of its record. Another process on the same state directory may replace the
+    /// blob between this one reading its record and opening its file (the replaced file goes once
+    /// the new record is committed, see `replaceBlob`): the record is then read again, so a reader
+    /// sees the old bytes or the new ones, whole, never an error or a part.
+    func readBlobFile(_ record: BlobRecord, _ id: BlobID) async throws -> Data {
+        var record = record
+        for _ in 0..<8 {
+            let url = blobsDirectory.appendingPathComponent(record.file)
+            do {
+                return try Data(contentsOf: url)
+            } catch where !FileManager.default.fileExists(atPath: url.path) {
+                record = try await db.read { db in try self.blob(db, id) }
+                guard record.isComplete(at: clock.now()) else {
+                    throw CloudError(status: 409, code: "PendingCopyOperation", message: "There is currently a pending copy operation.")
+                }
+            }
+        }
+        return try Data(contentsOf: blobsDirectory.appendingPathComponent(record.file))
     }
 
     // MARK: The request pipeline
@@ -111,7 +129,7 @@ public final class LocalCloud: CloudBackend {
             }
             // ARM throttles management-plane writes per subscription; blob data-plane calls are not counted.
             if write, kind != .blobWrite, kind != .copy, let subscription {
-                _ = try await throttle.take(subscription: subscription.lowercased(), now: clock.now())
+                try await takeWriteToken(subscription: subscription.lowercased())
             }
             return try await body()
         } catch let error as CloudError {
@@ -122,6 +140,20 @@ public final class LocalCloud: CloudBackend {
             status = 499
             result = error is CancellationError ? "Canceled" : "\(error)"
             throw error
+        }
+    }
+
+    /// ARM's bucket is the subscription's, whoever writes: it is kept in the state directory's
+    /// database, so several processes on one local cloud (shards of one factory) draw on one bucket.
+    private func takeWriteToken(subscription: String) async throws {
+        let settings = self.settings.throttle
+        guard settings.enabled else { return }
+        let now = clock.now()
+        try await db.write { db in
+            var bucket = try db.record("throttle", subscription, as: WriteThrottle.Bucket.self) ?? WriteThrottle.Bucket(tokens: settings.capacity, at: now)
+            // A refusal throws and leaves the bucket as it was: the refill is linear, so the next take computes the same.
+            _ = try WriteThrottle.take(&bucket, subscription: subscription, settings: settings, now: now)
+            try db.save("throttle", subscription, parent: "", bucket)
         }
     }
 

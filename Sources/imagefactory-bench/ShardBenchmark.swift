@@ -1,7 +1,7 @@
 import Foundation
 
 /// `shards`: the factory split across N cooperating processes, as CI jobs run it. One build job
-/// (`run --stages build snap`, the embedded local cloud) captures every image once; then, for
+/// (`run --factory-only`, the embedded local cloud) captures every image once; then, for
 /// each shard count N, a copy of that state is served by `imagefactory local serve` with Azure's
 /// per-subscription ARM write buckets, and N processes of `imagefactory run --backend azure
 /// --shard I/N` distribute at once. The figure is the wall time from the first shard's start to
@@ -60,7 +60,7 @@ enum ShardBenchmark {
 
         // The build job, once: every image captured in the factory.
         let base = root.appendingPathComponent("state-built")
-        let build = try runProcess(binary, ["run", "--repo", repo.path, "--stages", "build", "snap"],
+        let build = try runProcess(binary, ["run", "--repo", repo.path, "--factory-only"],
                                    environment: ["IMAGEFACTORY_STATE_DIR": base.path, "IMAGEFACTORY_LOCAL_LATENCY": "instant",
                                                  "IMAGEFACTORY_LOCAL_THROTTLE": "off"], log: root.appendingPathComponent("build.log"))
         guard build.status == 0 else { throw BenchError("the build job failed (\(build.status)); see \(root.path)/build.log") }

@@ -53,13 +53,6 @@ struct PipelineExamplesTests {
         return found
     }
 
-    /// Issue 14's sharding flags (`run --shard I/N|auto`, `--shard-count N` on `run`, `plan` and the stage
-    /// commands, `plan --shards N`), which the sharded pipelines use, are built on another branch. Until
-    /// both are merged, a command's help lacking one of these is let pass; every other flag, and these
-    /// once the command has them, is checked as usual.
-    /// TO REMOVE when the sharding branch is merged: then these flags are checked like every other.
-    static let pendingShardingFlags: Set<String> = ["--shard", "--shard-count", "--shards"]
-
     /// Whether help text lists `flag` as a whole word (`--shard` is not in `--shard-count`).
     static func mentions(_ help: String, _ flag: String) -> Bool {
         func partOfFlag(_ c: Character?) -> Bool { c.map { $0.isLetter || $0.isNumber || $0 == "-" } ?? false }
@@ -79,7 +72,6 @@ struct PipelineExamplesTests {
             let help = try ImageFactory.run(invocation.subcommand + ["--help"])
             #expect(help.status == 0, "\(file): `imagefactory \(invocation.subcommand.joined(separator: " "))` does not exist: \(help)")
             for flag in invocation.flags where !mentions(help.stdout, flag) {
-                if pendingShardingFlags.contains(flag) && invocation.subcommand != ["report", "merge"] { continue }
                 Issue.record("\(file): `imagefactory \(invocation.subcommand.joined(separator: " "))` has no flag \(flag)")
             }
         }
@@ -144,7 +136,7 @@ struct PipelineExamplesTests {
 
         let buildShell = Self.commands(in: build), shardShell = Self.commands(in: distribute), mergeShell = Self.commands(in: merge)
         #expect(Self.runs("doctor", in: buildShell).count == 1, "sign-in is checked first")
-        #expect(buildShell.contains { $0.contains("imagefactory run --stages build snap") })
+        #expect(buildShell.contains { $0.contains("imagefactory run --factory-only") })
         #expect(Self.runs("run", in: shardShell).count == 1 && shardShell.contains { $0.contains("imagefactory run --shard auto") })
         #expect(mergeShell.contains { $0.contains("imagefactory report merge") && $0.contains("--shards 4") && $0.contains("--junit") })
         for flags in Self.runs("run", in: buildShell + shardShell) + Self.runs("doctor", in: buildShell) + Self.runs("plan", in: buildShell) {
@@ -185,7 +177,7 @@ struct PipelineExamplesTests {
 
         let buildShell = Self.commands(in: jobs["build"] ?? [:]), shardShell = Self.commands(in: shard), mergeShell = Self.commands(in: merge)
         #expect(Self.runs("doctor", in: buildShell).count == 1)
-        #expect(buildShell.contains { $0.contains("imagefactory run --stages build snap") })
+        #expect(buildShell.contains { $0.contains("imagefactory run --factory-only") })
         #expect(shardShell.contains { $0.contains("imagefactory run --shard ${{ matrix.shard }}/4") })
         #expect(mergeShell.contains { $0.contains("imagefactory report merge") && $0.contains("--shards 4") })
         for flags in Self.runs("run", in: buildShell + shardShell) + Self.runs("doctor", in: buildShell) {
@@ -221,7 +213,7 @@ struct PipelineExamplesTests {
         let shardsName = try #require(Self.value(shards, "metadata", "name") as? String)
         let night = try #require(cronJobs.first { Self.value($0, "metadata", "name") as? String != shardsName }, "a second CronJob runs the night")
         let nightShell = Self.containerCommands(in: night)
-        #expect(nightShell.contains { $0.contains("imagefactory run --stages build snap") })
+        #expect(nightShell.contains { $0.contains("imagefactory run --factory-only") })
         #expect(Self.runs("doctor", in: nightShell).count == 1)
         #expect(nightShell.contains { $0.contains("kubectl create job") && $0.contains("--from=cronjob/\(shardsName)") }, "the night starts the shards")
         #expect(nightShell.contains { $0.contains("imagefactory report merge") && $0.contains("--shards 4") })
@@ -245,13 +237,12 @@ struct PipelineExamplesTests {
         try Self.check((shardShell + nightShell).flatMap(Self.invocations), file: file)
     }
 
-    @Test("the allow-list of pending sharding flags lets nothing else pass, and whole flags are matched")
+    @Test("flags are matched whole: --shard is not found in --shard-count")
     func flagMatching() {
         #expect(Self.mentions("  --shard-count <n>   How many", "--shard-count"))
         #expect(!Self.mentions("  --shard-count <n>   How many", "--shard"))
         #expect(!Self.mentions("  --shards <n>", "--shard"))
         #expect(Self.mentions("--junit <file>", "--junit"))
-        #expect(Self.pendingShardingFlags == ["--shard", "--shard-count", "--shards"])
         let parsed = Self.invocations("bin/imagefactory run --shard 2/4 \\\n  --junit x.xml || exit $?\nchmod +x bin/imagefactory")
         #expect(parsed.count == 1 && parsed[0].subcommand == ["run"] && parsed[0].flags == ["--shard", "--junit"])
     }

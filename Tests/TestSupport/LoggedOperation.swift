@@ -12,6 +12,11 @@ public struct LoggedOperation: Decodable, Sendable {
     public var write: Bool
     public var job: String?
     public var run: String?
+    /// The lab an ARM operation is about (nil for Blob operations).
+    public var lab: String?
+    public var subscription: String?
+    /// The process that made the request (several processes share one state directory).
+    public var pid: Int32?
 
     /// Every operation logged in a state directory (empty when nothing was logged yet).
     public static func read(stateDirectory: URL) throws -> [LoggedOperation] {
