@@ -72,18 +72,17 @@ enum ShardBenchmark {
             try copyTree(base, to: state)
             let serve = try Served.start(binary, state: state, latency: latency, throttle: throttle, log: root.appendingPathComponent("serve-\(n).log"))
             defer { serve.stop() }
+            // Every shard is started before any is waited for: real processes at once (waiting in
+            // tasks would block the cooperative pool, which has one thread per core).
             let started = ContinuousClock.now
-            let results = try await withThrowingTaskGroup(of: (Int, Int32).self) { group in
-                for i in 1...n {
-                    group.addTask {
-                        let result = try runProcess(binary, ["run", "--repo", repo.path, "--shard", "\(i)/\(n)"],
-                                                    environment: serve.environment, log: root.appendingPathComponent("shard-\(n)-\(i).log"))
-                        return (i, result.status)
-                    }
-                }
-                var statuses: [(Int, Int32)] = []
-                for try await result in group { statuses.append(result) }
-                return statuses
+            let processes = try (1...n).map { i in
+                try startProcess(binary, ["run", "--repo", repo.path, "--shard", "\(i)/\(n)"],
+                                 environment: serve.environment, log: root.appendingPathComponent("shard-\(n)-\(i).log"))
+            }
+            var results: [(Int, Int32)] = []
+            for (i, process) in processes.enumerated() {
+                process.waitUntilExit()
+                results.append((i + 1, process.terminationStatus))
             }
             let seconds = PipelineBenchmarks.seconds(since: started)
             serve.stop()
@@ -198,6 +197,15 @@ enum ShardBenchmark {
     /// Runs a process to its end; its output goes to `log` (or nowhere).
     static func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String], log: URL?,
                            directory: URL? = nil) throws -> (status: Int32, seconds: Double) {
+        let started = ContinuousClock.now
+        let process = try startProcess(executable, arguments, environment: environment, log: log, directory: directory)
+        process.waitUntilExit()
+        return (process.terminationStatus, PipelineBenchmarks.seconds(since: started))
+    }
+
+    /// Starts a process and returns at once; its output goes to `log` (or nowhere).
+    static func startProcess(_ executable: URL, _ arguments: [String], environment: [String: String], log: URL?,
+                             directory: URL? = nil) throws -> Process {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -215,9 +223,7 @@ enum ShardBenchmark {
             process.standardError = FileHandle.nullDevice
         }
         process.standardInput = FileHandle.nullDevice
-        let started = ContinuousClock.now
         try process.run()
-        process.waitUntilExit()
-        return (process.terminationStatus, PipelineBenchmarks.seconds(since: started))
+        return process
     }
 }
