@@ -109,7 +109,7 @@ struct PlanDataTests {
     func listingOrderDoesNotMatter() throws {
         let (configuration, inventory) = try Self.busyFactory()
         let expected = Self.plan(configuration, inventory)
-        var generator = SeededGenerator(seed: 42)
+        var generator = SplitMix64(seed: 42)
         for _ in 0..<10 {
             var shuffled = inventory
             shuffled.records.shuffle(using: &generator)
@@ -259,18 +259,5 @@ struct PlanDataTests {
         hinted.labs[qa].images[0].retryAfter = 12
         hinted.factoryVMs[0].retryAfter = 3
         #expect(hinted.fingerprint == inventory.fingerprint, "retry hints are volatile and left out")
-    }
-}
-
-/// A small deterministic generator (SplitMix64) for shuffles.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -89,7 +89,7 @@ struct ShardingTests {
                        Self.lab("B2", Self.subB, jobs: 2), Self.lab("C1", Self.subC, jobs: 2), Self.lab("D1", Self.subD, jobs: 2),
                        ShardTarget(kind: .gallery, name: "Shared.Images", key: "\(Self.subC)/rg/shared.images", subscription: Self.subC, jobs: 2)]
         let reference = ShardAssignment(targets: targets, count: 3)
-        var generator = SeededGenerator(seed: 42)
+        var generator = SplitMix64(seed: 42)
         for _ in 0..<20 {
             #expect(ShardAssignment(targets: targets.shuffled(using: &generator), count: 3) == reference)
         }
@@ -233,18 +233,5 @@ struct ShardingTests {
             }
             #expect(message.contains("--shard ${{ matrix.shard }}/N"), "GitHub's way is named: \(message)")
         }
-    }
-}
-
-/// A deterministic generator for shuffles (SplitMix64).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
